@@ -1,0 +1,46 @@
+"""Base config: every field posenc reads, with its default.
+
+Variants (configs/learned.py, ...) import this and override a few fields.
+"""
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Returns the base config."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # Seeds data generation, initialisation, shuffling, dropout.
+
+  # Data
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'argmax'  # 'argmax' (order decides) or 'random' labels.
+  config.data.seq_len = 10  # Steps per sequence.
+  config.data.n_features = 16  # Float features per step.
+  config.data.num_classes = 10  # Classes of 'random'; 'argmax' has seq_len.
+  config.data.num_train = 16384  # Training examples.
+  config.data.num_eval = 2048  # Held-out examples, disjoint from training.
+
+  # Model (one-to-one with posenc.models.ModelConfig)
+  config.model = ml_collections.ConfigDict()
+  config.model.posemb = 'learned'  # Positional encoding: 'learned', 'none'.
+  config.model.posemb_init_std = 1.0  # Stddev of the learned table's init.
+  config.model.max_len = config_dict.placeholder(int)  # None: data.seq_len.
+  config.model.d_model = 64  # Width of the residual stream.
+  config.model.num_heads = 4  # Attention heads; must divide d_model.
+  config.model.num_layers = 2  # Encoder blocks.
+  config.model.mlp_dim = 256  # Hidden width of each block's MLP.
+  config.model.dropout_rate = 0.0  # Dropout on embeddings and residuals.
+  config.model.attention_dropout_rate = 0.0  # Dropout on attention weights.
+  config.model.pooling = 'mean'  # 'mean' over valid positions, or 'cls'.
+
+  # Optimizer
+  config.train = ml_collections.ConfigDict()
+  config.train.learning_rate = 2e-3  # Adam step size.
+
+  # Training
+  config.train.num_epochs = 5  # Passes over the training split.
+  config.train.batch_size = 32  # Global batch, split over all devices.
+  config.train.parallel = 'jit'  # 'jit' (sharded over a Mesh) or 'pmap'.
+  config.train.log_every_steps = 50  # Fetch, log and write train metrics.
+  return config

@@ -1,0 +1,46 @@
+"""Trains a posenc config.
+
+  python -m posenc.main --config=configs/learned.py [--workdir=runs/learned]
+      [--config.model.posemb=none] [--config.model.d_model=32] ...
+"""
+
+import pathlib
+
+import jax
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from posenc import train
+from posenc import validate
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    'workdir', None,
+    'Where config.json, metrics, TensorBoard events and checkpoints go. '
+    'Default: runs/<config file stem>.')
+flags.mark_flags_as_required(['config'])
+
+
+def default_workdir(config_path: str) -> str:
+  return str(pathlib.Path('runs') / pathlib.Path(config_path).stem)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  try:
+    validate.check_config(config, jax.device_count())
+  except ValueError as e:
+    raise app.UsageError(f'Invalid config: {e}') from None
+  workdir = _WORKDIR.value or default_workdir(
+      config_flags.get_config_filename(flags.FLAGS['config']))
+  logging.info('Workdir: %s', workdir)
+  train.train_and_evaluate(config, workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,83 @@
+"""Where metrics go: JSON lines, TensorBoard event files, logs and a progress bar.
+
+Only process 0 writes, so multi-process runs produce one set of files.
+"""
+
+import json
+import pathlib
+import sys
+from typing import Any, Mapping
+
+import jax
+import tensorboardX
+import tqdm
+from absl import logging
+
+
+class MetricWriter:
+  """Writes scalars to `workdir/metrics.jsonl` and TensorBoard event files."""
+
+  def __init__(self, workdir: pathlib.Path):
+    self._active = jax.process_index() == 0
+    if self._active:
+      self._jsonl = open(workdir / 'metrics.jsonl', 'a', encoding='utf-8')
+      self._tb = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'))
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self._active:
+      return
+    record = {'step': int(step), **{k: float(v) for k, v in scalars.items()}}
+    self._jsonl.write(json.dumps(record) + '\n')
+    self._jsonl.flush()
+    for name, value in scalars.items():
+      self._tb.add_scalar(name, float(value), int(step))
+
+  def close(self) -> None:
+    if self._active:
+      self._jsonl.close()
+      self._tb.close()
+
+
+class _AboveTheBar:
+  """A stream that prints log lines above the progress bar, not through it."""
+
+  def write(self, text: str) -> None:
+    tqdm.tqdm.write(text, end='', file=sys.stderr)
+
+  def flush(self) -> None:
+    sys.stderr.flush()
+
+
+class Progress:
+  """A progress bar on an interactive terminal (process 0 only); else nothing.
+
+  While the bar is shown, absl log lines are printed above it.
+  """
+
+  def __init__(self, total: int, initial: int = 0):
+    self._bar = None
+    self._log_handler = logging.get_absl_handler().python_handler
+    self._log_stream = self._log_handler.stream
+    if jax.process_index() == 0 and sys.stderr.isatty():
+      self._bar = tqdm.tqdm(total=total, initial=initial, unit='step',
+                            dynamic_ncols=True, leave=False)
+      self._log_handler.stream = _AboveTheBar()
+
+  def update(self, n: int = 1) -> None:
+    if self._bar is not None:
+      self._bar.update(n)
+
+  def show(self, scalars: Mapping[str, float]) -> None:
+    if self._bar is not None:
+      self._bar.set_postfix({k: f'{v:.4g}' for k, v in scalars.items()},
+                            refresh=False)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+      self._log_handler.stream = self._log_stream
+
+
+def log_scalars(prefix: str, step: int, scalars: Mapping[str, Any]) -> None:
+  text = ', '.join(f'{k}={v:.4g}' for k, v in scalars.items())
+  logging.info('%s step %d: %s', prefix, step, text)

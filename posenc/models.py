@@ -1,0 +1,163 @@
+"""Transformer encoder classifier.
+
+Shape legend: B = batch, L = sequence length, F = input features, D = model
+width, H = heads, K = width per head (D // H), C = classes.
+
+inputs -> Dense (float features) or Embed (int tokens) -> positional encoding
+-> num_layers pre-LayerNorm blocks -> final LayerNorm -> pooling -> Dense head.
+"""
+
+import dataclasses
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from posenc import encodings
+
+POOLING_NAMES = ('mean', 'cls')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Mirrors `config.model` one-to-one (see configs/default.py)."""
+
+  posemb: str = 'learned'
+  posemb_init_std: float = encodings.DEFAULT_POSEMB_INIT_STD
+  max_len: int | None = None  # Rows of learned tables; None: data.seq_len.
+  d_model: int = 64
+  num_heads: int = 4
+  num_layers: int = 2
+  mlp_dim: int = 256
+  dropout_rate: float = 0.1
+  attention_dropout_rate: float = 0.0
+  pooling: str = 'mean'
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention with an optional key padding mask."""
+
+  num_heads: int
+  dropout_rate: float = 0.0
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
+               train: bool) -> jax.Array:
+    d_model = x_BxLxD.shape[-1]
+    head_dim = d_model // self.num_heads
+    dense = lambda name, bias=True: nn.DenseGeneral(
+        (self.num_heads, head_dim), use_bias=bias, name=name)
+    q_BxLxHxK = dense('query')(x_BxLxD)
+    # No key bias: it adds the same q.b to every logit of a query, which the
+    # softmax cancels, so its gradient is zero up to rounding noise that Adam
+    # would amplify into random updates.
+    k_BxLxHxK = dense('key', bias=False)(x_BxLxD)
+    v_BxLxHxK = dense('value')(x_BxLxD)
+    logits_BxHxLxL = jnp.einsum('bqhk,bshk->bhqs', q_BxLxHxK, k_BxLxHxK)
+    logits_BxHxLxL = logits_BxHxLxL / jnp.sqrt(head_dim).astype(x_BxLxD.dtype)
+    if mask_BxL is not None:
+      big_neg = jnp.finfo(logits_BxHxLxL.dtype).min
+      logits_BxHxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxHxLxL,
+                                 big_neg)
+    weights_BxHxLxL = jax.nn.softmax(logits_BxHxLxL.astype(jnp.float32))
+    weights_BxHxLxL = weights_BxHxLxL.astype(x_BxLxD.dtype)
+    weights_BxHxLxL = nn.Dropout(self.dropout_rate)(
+        weights_BxHxLxL, deterministic=not train)
+    out_BxLxHxK = jnp.einsum('bhqs,bshk->bqhk', weights_BxHxLxL, v_BxLxHxK)
+    return nn.DenseGeneral(d_model, axis=(-2, -1), name='out')(out_BxLxHxK)
+
+
+class EncoderBlock(nn.Module):
+  """Pre-LayerNorm block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+  config: ModelConfig
+
+  @nn.compact
+  def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
+               train: bool) -> jax.Array:
+    cfg = self.config
+    y = nn.LayerNorm(name='ln_attn')(x_BxLxD)
+    y = SelfAttention(cfg.num_heads, cfg.attention_dropout_rate,
+                      name='attn')(y, mask_BxL, train=train)
+    x_BxLxD = x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
+    y = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
+    y = nn.Dense(cfg.mlp_dim, name='mlp_in')(y)
+    y = nn.gelu(y)
+    y = nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
+    y = nn.Dense(x_BxLxD.shape[-1], name='mlp_out')(y)
+    return x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
+
+
+class EncoderClassifier(nn.Module):
+  """Classifies a sequence of float features or int tokens.
+
+  Attributes:
+    config: the model hyper-parameters.
+    num_classes: width of the output head.
+    vocab_size: None for float inputs `(B, L, F)` (Dense projection); the
+      vocabulary size for int token inputs `(B, L)` (embedding lookup).
+  """
+
+  config: ModelConfig
+  num_classes: int
+  vocab_size: int | None = None
+
+  @nn.compact
+  def __call__(self, inputs: jax.Array, *, mask: jax.Array | None = None,
+               train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Returns `(logits_BxC, intermediates)`.
+
+    `mask` is a `(B, L)` boolean array, True at real positions; padded keys are
+    ignored by attention and padded positions by mean pooling.
+    `intermediates['hidden']` stacks the input of every block and the output of
+    the last one: `(num_layers + 1, B, L, D)`, for probing.
+    """
+    cfg = self.config
+    if self.vocab_size is None:
+      chex.assert_rank(inputs, 3)
+      x_BxLxD = nn.Dense(cfg.d_model, name='input_proj')(inputs)
+    else:
+      chex.assert_rank(inputs, 2)
+      x_BxLxD = nn.Embed(self.vocab_size, cfg.d_model, name='token_embed')(
+          inputs)
+    batch, seq_len, _ = x_BxLxD.shape
+    if mask is not None:
+      chex.assert_shape(mask, (batch, seq_len))
+
+    posemb = encodings.get_posemb(
+        cfg.posemb, max_len=seq_len if cfg.max_len is None else cfg.max_len,
+        init_std=cfg.posemb_init_std)
+    if posemb is not None:
+      x_BxLxD = posemb(x_BxLxD)
+
+    if cfg.pooling == 'cls':
+      # As in big_vision's ViT: the class token is prepended after positions
+      # are added, so it carries none and the table stays `max_len` long.
+      cls_1x1xD = self.param('cls', nn.initializers.zeros, (1, 1, cfg.d_model))
+      x_BxLxD = jnp.concatenate(
+          [jnp.broadcast_to(cls_1x1xD, (batch, 1, cfg.d_model)), x_BxLxD], 1)
+      if mask is not None:
+        mask = jnp.concatenate([jnp.ones((batch, 1), bool), mask], axis=1)
+
+    x_BxLxD = nn.Dropout(cfg.dropout_rate)(x_BxLxD, deterministic=not train)
+    hidden = [x_BxLxD]
+    for i in range(cfg.num_layers):
+      x_BxLxD = EncoderBlock(cfg, name=f'block_{i}')(x_BxLxD, mask, train=train)
+      hidden.append(x_BxLxD)
+    x_BxLxD = nn.LayerNorm(name='ln_final')(x_BxLxD)
+
+    if cfg.pooling == 'cls':
+      pooled_BxD = x_BxLxD[:, 0]
+    elif cfg.pooling == 'mean':
+      if mask is None:
+        pooled_BxD = x_BxLxD.mean(axis=1)
+      else:
+        weights_BxL = mask.astype(x_BxLxD.dtype)
+        pooled_BxD = jnp.einsum('bld,bl->bd', x_BxLxD, weights_BxL)
+        pooled_BxD /= jnp.maximum(weights_BxL.sum(axis=1, keepdims=True), 1.0)
+    else:
+      raise ValueError(f'model.pooling={cfg.pooling!r} is not valid; valid: '
+                       f'{", ".join(POOLING_NAMES)}.')
+    logits_BxC = nn.Dense(self.num_classes, name='head')(pooled_BxD)
+    return logits_BxC, {'hidden': jnp.stack(hidden)}

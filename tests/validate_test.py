@@ -1,0 +1,79 @@
+"""Every bad config value gets a ValueError naming the field, before compiling."""
+
+import pytest
+
+from configs import default
+from posenc import validate
+
+# (field, bad value, a fragment of what the message must say)
+BAD_VALUES = [
+    ('data.name', 'mnist', r"data.name='mnist'.*valid values: argmax, random"),
+    ('model.posemb', 'rotary', r"model.posemb='rotary'.*learned, none"),
+    ('model.pooling', 'max', r"model.pooling='max'.*mean, cls"),
+    ('train.parallel', 'pjit', r"train.parallel='pjit'.*jit, pmap"),
+    ('data.seq_len', 0, r'data.seq_len=0.*positive integer'),
+    ('data.n_features', -3, r'data.n_features=-3.*positive integer'),
+    ('data.num_train', 0, r'data.num_train=0.*positive integer'),
+    ('model.d_model', 0, r'model.d_model=0.*positive integer'),
+    ('model.num_heads', -1, r'model.num_heads=-1.*positive integer'),
+    ('model.num_layers', 0, r'model.num_layers=0.*positive integer'),
+    ('model.mlp_dim', 0, r'model.mlp_dim=0.*positive integer'),
+    ('train.num_epochs', 0, r'train.num_epochs=0.*positive integer'),
+    ('train.batch_size', 0, r'train.batch_size=0.*positive integer'),
+    ('train.log_every_steps', 0, r'train.log_every_steps=0.*positive'),
+    ('model.max_len', 0, r'model.max_len=0.*positive integer'),
+    ('train.learning_rate', 0.0, r'train.learning_rate=0.0.*\(0.0, inf\)'),
+    ('train.learning_rate', float('nan'), r'train.learning_rate=nan.*finite'),
+    ('model.posemb_init_std', -1.0, r'model.posemb_init_std=-1.0'),
+    ('model.dropout_rate', 1.0, r'model.dropout_rate=1.0.*\[0.0, 1.0\)'),
+    ('model.attention_dropout_rate', -0.1, r'attention_dropout_rate=-0.1'),
+    ('seed', -1, r'seed=-1.*non-negative integer'),
+]
+
+
+def _config(field, value):
+  config = default.get_config()
+  *groups, name = field.split('.')
+  target = config
+  for group in groups:
+    target = target[group]
+  target[name] = value
+  return config
+
+
+def test_default_config_is_valid():
+  validate.check_config(default.get_config(), num_devices=8)
+
+
+@pytest.mark.parametrize('field,value,message', BAD_VALUES)
+def test_bad_value_names_field_and_valid_values(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    validate.check_config(_config(field, value), num_devices=1)
+
+
+def test_d_model_not_divisible_by_num_heads():
+  config = _config('model.num_heads', 5)
+  with pytest.raises(ValueError,
+                     match=r'model.d_model=64 is not divisible by '
+                     r'model.num_heads=5.*\[1, 2, 4, 8'):
+    validate.check_config(config, num_devices=1)
+
+
+def test_batch_size_not_divisible_by_devices():
+  config = _config('train.batch_size', 12)
+  with pytest.raises(ValueError, match=r'train.batch_size=12.*device count '
+                     r'\(8\).*multiple of 8'):
+    validate.check_config(config, num_devices=8)
+  validate.check_config(config, num_devices=4)
+
+
+def test_seq_len_longer_than_max_len():
+  config = _config('model.max_len', 8)
+  with pytest.raises(ValueError, match=r'data.seq_len=10.*model.max_len=8'):
+    validate.check_config(config, num_devices=1)
+
+
+def test_batch_larger_than_training_set():
+  config = _config('data.num_train', 16)
+  with pytest.raises(ValueError, match=r'train.batch_size=32.*num_train=16'):
+    validate.check_config(config, num_devices=1)
