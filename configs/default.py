@@ -14,8 +14,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Data
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'argmax'  # 'argmax' (order decides) or 'random' labels.
-  config.data.seq_len = 10  # Steps per sequence.
+  config.data.name = 'argmax'  # 'argmax', 'before' (order decides), 'random'.
+  config.data.seq_len = 10  # Steps per training sequence (the longest).
+  config.data.min_seq_len = config_dict.placeholder(int)  # Set: vary, pad.
+  config.data.eval_seq_len = config_dict.placeholder(int)  # None: seq_len.
   config.data.n_features = 16  # Float features per step.
   config.data.num_classes = 10  # Classes of 'random'; 'argmax' has seq_len.
   config.data.num_train = 16384  # Training examples.
@@ -23,8 +25,16 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Model (one-to-one with posenc.models.ModelConfig)
   config.model = ml_collections.ConfigDict()
-  config.model.posemb = 'learned'  # Positional encoding: 'learned', 'none'.
-  config.model.posemb_init_std = 1.0  # Stddev of the learned table's init.
+  # Positional encoding: learned, sinusoidal, none, rope, alibi, relative,
+  # learned_every_layer.
+  config.model.posemb = 'learned'
+  config.model.posemb_init_std = 1.0  # Stddev of learned tables' init.
+  config.model.posemb_share = True  # learned_every_layer: one shared table.
+  config.model.posemb_randomized = False  # Train on random sorted positions.
+  config.model.posemb_resample = 'none'  # Eval beyond max_len: linear/nearest.
+  config.model.rope_base = 10_000.0  # rope: wavelength base.
+  config.model.relative_num_buckets = 32  # relative: buckets (both sides).
+  config.model.relative_max_distance = 128  # relative: last bucket's offset.
   config.model.max_len = config_dict.placeholder(int)  # None: data.seq_len.
   config.model.d_model = 64  # Width of the residual stream.
   config.model.num_heads = 4  # Attention heads; must divide d_model.

@@ -7,9 +7,18 @@
   ORDER of the steps, so an encoder without positional information (and mean
   pooling) is permutation-invariant and cannot beat chance, while one with
   positions can solve it.
+- 'before': the same features; label 1 if the step where feature 0 is largest
+  comes before the step where feature 1 is largest, else 0. Two classes at
+  any length, so a model can be evaluated on longer sequences than it saw.
 
-Both draw `num_train + num_eval` examples from one stream and split it, so the
-splits are disjoint.
+With `min_seq_len` set, each sequence has a length drawn uniformly from
+`[min_seq_len, length]`, is zero-padded to `length` and carries a boolean
+'mask' (True at real steps); labels look at the real steps only. The eval
+split has length `eval_seq_len` (default: `seq_len`).
+
+Train and eval examples are drawn from independent streams of one generator;
+with continuous features a repeated sequence has probability zero (and a test
+checks it).
 """
 
 import dataclasses
@@ -18,14 +27,15 @@ from typing import Iterator
 import ml_collections
 import numpy as np
 
-DATASET_NAMES = ('argmax', 'random')
+DATASET_NAMES = ('argmax', 'before', 'random')
 
 Batch = dict[str, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Train and eval splits (dicts with 'inputs' and 'labels') and metadata."""
+  """Train and eval splits (dicts with 'inputs', 'labels' and, for variable
+  lengths, 'mask') and metadata."""
 
   train: Batch
   eval: Batch
@@ -33,9 +43,35 @@ class Dataset:
   vocab_size: int | None = None  # None: float features; else int tokens.
 
 
-def _gaussian_features(rng: np.random.Generator, n: int, seq_len: int,
-                       n_features: int) -> np.ndarray:
-  return rng.standard_normal((n, seq_len, n_features), dtype=np.float32)
+def eval_seq_len(config: ml_collections.ConfigDict) -> int:
+  return config.seq_len if config.eval_seq_len is None else config.eval_seq_len
+
+
+def num_classes(config: ml_collections.ConfigDict) -> int:
+  return {'argmax': config.seq_len, 'before': 2,
+          'random': config.num_classes}[config.name]
+
+
+def _split(config: ml_collections.ConfigDict, rng: np.random.Generator,
+           n: int, length: int) -> Batch:
+  """n examples of at most `length` steps."""
+  inputs = rng.standard_normal((n, length, config.n_features),
+                               dtype=np.float32)
+  batch = {}
+  if config.min_seq_len is not None:
+    lengths = rng.integers(min(config.min_seq_len, length), length + 1, size=n)
+    batch['mask'] = np.arange(length)[None, :] < lengths[:, None]
+    inputs *= batch['mask'][:, :, None]
+  valid = batch.get('mask', np.ones((n, length), bool))
+  # Padded steps can never be the largest: they are set to -inf here.
+  first_largest = lambda f: np.where(valid, inputs[:, :, f], -np.inf).argmax(1)
+  if config.name == 'random':
+    labels = rng.integers(0, config.num_classes, size=n)
+  elif config.name == 'argmax':
+    labels = first_largest(0)
+  else:  # before
+    labels = first_largest(0) < first_largest(1)
+  return {'inputs': inputs, 'labels': labels.astype(np.int32), **batch}
 
 
 def load(config: ml_collections.ConfigDict, seed: int) -> Dataset:
@@ -44,19 +80,13 @@ def load(config: ml_collections.ConfigDict, seed: int) -> Dataset:
     raise ValueError(
         f'data.name={config.name!r} is not a known dataset; valid names: '
         f'{", ".join(DATASET_NAMES)}.')
-  rng = np.random.default_rng([seed, DATASET_NAMES.index(config.name)])
-  n = config.num_train + config.num_eval
-  inputs = _gaussian_features(rng, n, config.seq_len, config.n_features)
-  if config.name == 'random':
-    num_classes = config.num_classes
-    labels = rng.integers(0, num_classes, size=n, dtype=np.int32)
-  else:  # argmax
-    num_classes = config.seq_len
-    labels = inputs[:, :, 0].argmax(axis=1).astype(np.int32)
-  split = lambda s: {'inputs': inputs[s], 'labels': labels[s]}
-  return Dataset(train=split(slice(0, config.num_train)),
-                 eval=split(slice(config.num_train, n)),
-                 num_classes=num_classes)
+  train_rng, eval_rng = (
+      np.random.default_rng([seed, DATASET_NAMES.index(config.name), split])
+      for split in (0, 1))
+  return Dataset(
+      train=_split(config, train_rng, config.num_train, config.seq_len),
+      eval=_split(config, eval_rng, config.num_eval, eval_seq_len(config)),
+      num_classes=num_classes(config))
 
 
 def num_examples(split: Batch) -> int:

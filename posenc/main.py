@@ -1,7 +1,12 @@
-"""Trains a posenc config.
+"""Trains a posenc config, or evaluates its checkpoint.
 
   python -m posenc.main --config=configs/learned.py [--workdir=runs/learned]
       [--config.model.posemb=none] [--config.model.d_model=32] ...
+
+  # The trained checkpoint on longer sequences, its table resampled:
+  python -m posenc.main --config=configs/learned.py --mode=eval \
+      --config.data.name=before --config.data.eval_seq_len=20 \
+      --config.model.posemb_resample=linear
 """
 
 import pathlib
@@ -12,6 +17,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from posenc import evaluation
 from posenc import train
 from posenc import validate
 
@@ -21,6 +27,10 @@ _WORKDIR = flags.DEFINE_string(
     'workdir', None,
     'Where config.json, metrics, TensorBoard events and checkpoints go. '
     'Default: runs/<config file stem>.')
+_MODE = flags.DEFINE_enum(
+    'mode', 'train', ['train', 'eval'],
+    'train: train and evaluate; eval: evaluate the newest checkpoint in the '
+    'workdir on the eval split (data.eval_seq_len steps).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -33,13 +43,17 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
   try:
-    validate.check_config(config, jax.device_count())
+    validate.check_config(config, jax.device_count(),
+                          evaluating=_MODE.value == 'eval')
   except ValueError as e:
     raise app.UsageError(f'Invalid config: {e}') from None
   workdir = _WORKDIR.value or default_workdir(
       config_flags.get_config_filename(flags.FLAGS['config']))
   logging.info('Workdir: %s', workdir)
-  train.train_and_evaluate(config, workdir)
+  if _MODE.value == 'eval':
+    evaluation.evaluate_checkpoint(config, workdir)
+  else:
+    train.train_and_evaluate(config, workdir)
 
 
 if __name__ == '__main__':

@@ -25,6 +25,12 @@ class ModelConfig:
 
   posemb: str = 'learned'
   posemb_init_std: float = encodings.DEFAULT_POSEMB_INIT_STD
+  posemb_share: bool = True  # learned_every_layer: one table for all blocks.
+  posemb_randomized: bool = False  # Random sorted positions in training.
+  posemb_resample: str = 'none'  # Used when evaluating beyond max_len.
+  rope_base: float = 10_000.0
+  relative_num_buckets: int = 32
+  relative_max_distance: int = 128
   max_len: int | None = None  # Rows of learned tables; None: data.seq_len.
   d_model: int = 64
   num_heads: int = 4
@@ -36,13 +42,20 @@ class ModelConfig:
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention with an optional key padding mask."""
+  """Multi-head self-attention with an optional key padding mask.
+
+  Positions enter through `rope_positions` (rotary queries and keys) and/or
+  `bias` (added to the logits: ALiBi, relative).
+  """
 
   num_heads: int
   dropout_rate: float = 0.0
+  rope_base: float = 10_000.0
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
+               bias_BxHxLxL: jax.Array | None = None,
+               rope_positions_BxL: jax.Array | None = None,
                train: bool) -> jax.Array:
     d_model = x_BxLxD.shape[-1]
     head_dim = d_model // self.num_heads
@@ -54,8 +67,15 @@ class SelfAttention(nn.Module):
     # would amplify into random updates.
     k_BxLxHxK = dense('key', bias=False)(x_BxLxD)
     v_BxLxHxK = dense('value')(x_BxLxD)
+    if rope_positions_BxL is not None:
+      q_BxLxHxK = encodings.apply_rope(q_BxLxHxK, rope_positions_BxL,
+                                       self.rope_base)
+      k_BxLxHxK = encodings.apply_rope(k_BxLxHxK, rope_positions_BxL,
+                                       self.rope_base)
     logits_BxHxLxL = jnp.einsum('bqhk,bshk->bhqs', q_BxLxHxK, k_BxLxHxK)
     logits_BxHxLxL = logits_BxHxLxL / jnp.sqrt(head_dim).astype(x_BxLxD.dtype)
+    if bias_BxHxLxL is not None:
+      logits_BxHxLxL = logits_BxHxLxL + bias_BxHxLxL.astype(x_BxLxD.dtype)
     if mask_BxL is not None:
       big_neg = jnp.finfo(logits_BxHxLxL.dtype).min
       logits_BxHxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxHxLxL,
@@ -75,11 +95,15 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
+               bias_BxHxLxL: jax.Array | None = None,
+               rope_positions_BxL: jax.Array | None = None,
                train: bool) -> jax.Array:
     cfg = self.config
     y = nn.LayerNorm(name='ln_attn')(x_BxLxD)
-    y = SelfAttention(cfg.num_heads, cfg.attention_dropout_rate,
-                      name='attn')(y, mask_BxL, train=train)
+    y = SelfAttention(cfg.num_heads, cfg.attention_dropout_rate, cfg.rope_base,
+                      name='attn')(y, mask_BxL, bias_BxHxLxL=bias_BxHxLxL,
+                                   rope_positions_BxL=rope_positions_BxL,
+                                   train=train)
     x_BxLxD = x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
     y = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
     y = nn.Dense(cfg.mlp_dim, name='mlp_in')(y)
@@ -110,8 +134,9 @@ class EncoderClassifier(nn.Module):
 
     `mask` is a `(B, L)` boolean array, True at real positions; padded keys are
     ignored by attention and padded positions by mean pooling.
-    `intermediates['hidden']` stacks the input of every block and the output of
-    the last one: `(num_layers + 1, B, L, D)`, for probing.
+    `intermediates['hidden']` stacks the residual stream after the input
+    embedding (positions included) and after every block:
+    `(num_layers + 1, B, L, D)` (L + 1 with a class token), for probing.
     """
     cfg = self.config
     if self.vocab_size is None:
@@ -124,26 +149,64 @@ class EncoderClassifier(nn.Module):
     batch, seq_len, _ = x_BxLxD.shape
     if mask is not None:
       chex.assert_shape(mask, (batch, seq_len))
+    encodings.check_posemb(cfg.posemb)
+    max_len = seq_len if cfg.max_len is None else cfg.max_len
+    randomized = cfg.posemb_randomized and train
+    if randomized:  # Ruoss et al. (2023): sorted random subset of 0..M-1.
+      positions_BxL = encodings.random_positions(
+          self.make_rng('positions'), batch, seq_len, max_len)
+    else:
+      positions_BxL = encodings.default_positions(batch, seq_len)
+    # Tables take explicit positions only when randomized; else the first L.
+    table_positions_BxL = positions_BxL if randomized else None
 
-    posemb = encodings.get_posemb(
-        cfg.posemb, max_len=seq_len if cfg.max_len is None else cfg.max_len,
-        init_std=cfg.posemb_init_std)
-    if posemb is not None:
-      x_BxLxD = posemb(x_BxLxD)
+    add_posemb = None  # Added before the first block.
+    if cfg.posemb == 'sinusoidal':
+      add_posemb = encodings.SinusoidalPosEmbed(name='posemb_sinusoidal')
+    elif cfg.posemb in ('learned', 'learned_every_layer'):
+      add_posemb = encodings.LearnedPosEmbed(
+          max_len, cfg.posemb_init_std, name='posemb_learned')
+    if add_posemb is not None:
+      x_BxLxD = add_posemb(x_BxLxD, table_positions_BxL)
 
     if cfg.pooling == 'cls':
       # As in big_vision's ViT: the class token is prepended after positions
       # are added, so it carries none and the table stays `max_len` long.
+      # Inside attention it sits at position 0, the sequence at 1, 2, ...
       cls_1x1xD = self.param('cls', nn.initializers.zeros, (1, 1, cfg.d_model))
       x_BxLxD = jnp.concatenate(
           [jnp.broadcast_to(cls_1x1xD, (batch, 1, cfg.d_model)), x_BxLxD], 1)
       if mask is not None:
         mask = jnp.concatenate([jnp.ones((batch, 1), bool), mask], axis=1)
+      attn_positions_BxL = jnp.concatenate(
+          [jnp.zeros((batch, 1), jnp.int32), positions_BxL + 1], axis=1)
+    else:
+      attn_positions_BxL = positions_BxL
+
+    bias_BxHxLxL = None
+    if cfg.posemb == 'alibi':
+      bias_BxHxLxL = encodings.alibi_bias(cfg.num_heads, attn_positions_BxL)
+    elif cfg.posemb == 'relative':  # One table shared by all blocks, as in T5.
+      bias_BxHxLxL = encodings.RelativePositionBias(
+          cfg.num_heads, cfg.relative_num_buckets, cfg.relative_max_distance,
+          name='posemb_relative')(attn_positions_BxL)
+    rope_positions_BxL = (attn_positions_BxL if cfg.posemb == 'rope' else None)
 
     x_BxLxD = nn.Dropout(cfg.dropout_rate)(x_BxLxD, deterministic=not train)
     hidden = [x_BxLxD]
     for i in range(cfg.num_layers):
-      x_BxLxD = EncoderBlock(cfg, name=f'block_{i}')(x_BxLxD, mask, train=train)
+      if cfg.posemb == 'learned_every_layer' and i > 0:
+        # Shared: the table added before block 0, again; else one per block.
+        # A class token, if any, gets nothing.
+        table = add_posemb if cfg.posemb_share else encodings.LearnedPosEmbed(
+            max_len, cfg.posemb_init_std, name=f'posemb_learned_{i}')
+        start = 1 if cfg.pooling == 'cls' else 0
+        x_BxLxD = jnp.concatenate(
+            [x_BxLxD[:, :start], table(x_BxLxD[:, start:],
+                                       table_positions_BxL)], 1)
+      x_BxLxD = EncoderBlock(cfg, name=f'block_{i}')(
+          x_BxLxD, mask, bias_BxHxLxL=bias_BxHxLxL,
+          rope_positions_BxL=rope_positions_BxL, train=train)
       hidden.append(x_BxLxD)
     x_BxLxD = nn.LayerNorm(name='ln_final')(x_BxLxD)
 

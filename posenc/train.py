@@ -66,18 +66,20 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
                *, axis_name: str | None = None) -> tuple[TrainState, Metrics]:
   """One Adam step on the batch's mean cross-entropy.
 
-  Pure: the dropout key is `fold_in(rng, state.step)`. Under `jax.jit` the
-  batch is global (sharded) and XLA averages the gradient; under `jax.pmap`,
-  pass `axis_name` and gradients and metrics are averaged over that axis.
+  Pure: the dropout and random-position keys come from
+  `fold_in(rng, state.step)`. Under `jax.jit` the batch is global (sharded)
+  and XLA averages the gradient; under `jax.pmap`, pass `axis_name` and
+  gradients and metrics are averaged over that axis.
   """
   rng = jax.random.fold_in(rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+  dropout_rng, positions_rng = jax.random.split(rng)
 
   def loss_fn(params):
-    logits, _ = state.apply_fn({'params': params}, batch['inputs'],
-                               mask=batch.get('mask'), train=True,
-                               rngs={'dropout': rng})
+    logits, _ = state.apply_fn(
+        {'params': params}, batch['inputs'], mask=batch.get('mask'),
+        train=True, rngs={'dropout': dropout_rng, 'positions': positions_rng})
     loss, correct = _loss_and_accuracy(logits, batch['labels'])
     return loss.mean(), correct.mean()
 
@@ -120,6 +122,17 @@ class _Parallel:
   place_eval_batch: Callable[[data.Batch], Any]
 
 
+def data_mesh(devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
+  """A 1-D mesh over `devices` (default: all) with the batch axis 'data'.
+
+  Auto axis types: shardings inside the step are XLA's to propagate, as in
+  classic data parallelism (make_mesh defaults to Explicit axes).
+  """
+  devices = jax.devices() if devices is None else devices
+  return jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
 def _shard_over(mesh: jax.sharding.Mesh):
   """Returns (replicated, batch-sharded) shardings and a batch placer."""
   replicated = NamedSharding(mesh, P())
@@ -132,12 +145,22 @@ def _shard_over(mesh: jax.sharding.Mesh):
   return replicated, sharded, place_batch
 
 
-def _jit_eval(mesh: jax.sharding.Mesh,
-              apply_fn: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
-  """The `_Parallel` eval fields: a sharded, jitted `eval_step` (any mode)."""
+def make_eval(apply_fn: Callable[..., Any],
+              mesh: jax.sharding.Mesh | None = None
+              ) -> tuple[Callable[..., Metrics], Callable[[data.Batch], Any]]:
+  """A jitted `eval_step(params, batch)` sharded over `mesh` (all devices),
+  and the function that places a host batch for it."""
+  mesh = data_mesh() if mesh is None else mesh
   replicated, sharded, place_batch = _shard_over(mesh)
   eval_fn = jax.jit(functools.partial(eval_step, apply_fn=apply_fn),
                     in_shardings=(replicated, sharded), out_shardings=sharded)
+  return eval_fn, place_batch
+
+
+def _jit_eval(mesh: jax.sharding.Mesh,
+              apply_fn: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
+  """The `_Parallel` eval fields (the same in every mode)."""
+  eval_fn, place_batch = make_eval(apply_fn, mesh)
   return {'eval_fn': eval_fn, 'place_eval_batch': place_batch}
 
 
@@ -192,18 +215,17 @@ def _pmap_parallel(mesh: jax.sharding.Mesh,
 def make_parallel(mode: str, apply_fn: Callable[..., Any],
                   devices: list[jax.Device] | None = None) -> _Parallel:
   """The train step for `mode` ('jit' or 'pmap') over `devices` (all)."""
-  devices = jax.devices() if devices is None else devices
-  mesh = jax.make_mesh((len(devices),), (DATA_AXIS,), devices=devices)
+  mesh = data_mesh(devices)
   if mode == 'pmap':
     return _pmap_parallel(mesh, apply_fn)
   return _jit_parallel(mesh, apply_fn)
 
 
-def evaluate(parallel: _Parallel, state: TrainState, split: data.Batch,
-             batch_size: int) -> dict[str, float]:
+def evaluate(eval_fn: Callable[..., Metrics],
+             place_batch: Callable[[data.Batch], Any], params: Any,
+             split: data.Batch, batch_size: int) -> dict[str, float]:
   """Exact eval loss and accuracy over every example of `split`."""
-  params = parallel.eval_params(state)
-  outputs = [parallel.eval_fn(params, parallel.place_eval_batch(b))
+  outputs = [eval_fn(params, place_batch(b))
              for b in data.eval_batches(split, batch_size)]
   totals = {k: np.sum([np.sum(o[k], dtype=np.float64)
                        for o in jax.device_get(outputs)])
@@ -283,7 +305,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           metrics_lib.log_scalars('train', step, scalars)
           progress.show(train_scalars)
       eval_start = time.perf_counter()
-      eval_scalars = evaluate(parallel, state, dataset.eval, batch_size)
+      eval_scalars = evaluate(parallel.eval_fn, parallel.place_eval_batch,
+                              parallel.eval_params(state), dataset.eval,
+                              batch_size)
       last_log_time += time.perf_counter() - eval_start  # Not in steps/s.
       writer.write(step, {**eval_scalars, 'epoch': epoch + 1})
       metrics_lib.log_scalars(f'eval (epoch {epoch + 1})', step, eval_scalars)

@@ -13,6 +13,7 @@ import ml_collections
 from posenc import data
 from posenc import encodings
 from posenc import models
+from posenc.encodings import RESAMPLE_METHODS
 
 PARALLEL_MODES = ('jit', 'pmap')
 
@@ -45,39 +46,39 @@ def _real(config: ml_collections.ConfigDict, field: str, *, low: float,
                      f'number in {low_bracket}{low}, {high}).')
 
 
-def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
-  """Raises ValueError for the first invalid field of `config`."""
+def check_config(config: ml_collections.ConfigDict, num_devices: int, *,
+                 evaluating: bool = False) -> None:
+  """Raises ValueError for the first invalid field of `config`.
+
+  `evaluating`: the config is for evaluating a trained checkpoint (learned
+  tables may then be resampled to a longer eval length).
+  """
   _choice(config, 'data.name', data.DATASET_NAMES)
   _choice(config, 'model.posemb', encodings.POSEMB_NAMES)
+  _choice(config, 'model.posemb_resample', ('none',) + RESAMPLE_METHODS)
   _choice(config, 'model.pooling', models.POOLING_NAMES)
   _choice(config, 'train.parallel', PARALLEL_MODES)
   for field in ('data.seq_len', 'data.n_features', 'data.num_classes',
                 'data.num_train', 'data.num_eval', 'model.d_model',
                 'model.num_heads', 'model.num_layers', 'model.mlp_dim',
+                'model.relative_num_buckets', 'model.relative_max_distance',
                 'train.num_epochs', 'train.batch_size',
                 'train.log_every_steps'):
     _positive_int(config, field)
-  if config.model.max_len is not None:
-    _positive_int(config, 'model.max_len')
+  for field in ('model.max_len', 'data.min_seq_len', 'data.eval_seq_len'):
+    if config[field] is not None:
+      _positive_int(config, field)
   if not isinstance(config.seed, numbers.Integral) or config.seed < 0:
     raise ValueError(f'seed={config.seed!r} is not valid; it must be a '
                      'non-negative integer.')
   _real(config, 'train.learning_rate', low=0.0)
   _real(config, 'model.posemb_init_std', low=0.0)
+  _real(config, 'model.rope_base', low=1.0)
   _real(config, 'model.dropout_rate', low=0.0, high=1.0, low_inclusive=True)
   _real(config, 'model.attention_dropout_rate', low=0.0, high=1.0,
         low_inclusive=True)
-
-  m = config.model
-  if m.d_model % m.num_heads:
-    raise ValueError(
-        f'model.d_model={m.d_model} is not divisible by model.num_heads='
-        f'{m.num_heads}; valid num_heads divide d_model, e.g. '
-        f'{[h for h in range(1, m.d_model + 1) if m.d_model % h == 0][:8]}.')
-  if m.max_len is not None and config.data.seq_len > m.max_len:
-    raise ValueError(
-        f'data.seq_len={config.data.seq_len} is longer than model.max_len='
-        f'{m.max_len}; valid: seq_len <= max_len (or leave max_len unset).')
+  _check_model(config, evaluating)
+  _check_lengths(config, evaluating)
   t = config.train
   if t.batch_size % num_devices:
     raise ValueError(
@@ -87,3 +88,74 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
     raise ValueError(
         f'train.batch_size={t.batch_size} is larger than data.num_train='
         f'{config.data.num_train}; valid: batch_size <= num_train.')
+
+
+def _check_model(config: ml_collections.ConfigDict, evaluating: bool) -> None:
+  """Combinations of model fields that cannot work."""
+  m = config.model
+  if m.d_model % m.num_heads:
+    raise ValueError(
+        f'model.d_model={m.d_model} is not divisible by model.num_heads='
+        f'{m.num_heads}; valid num_heads divide d_model, e.g. '
+        f'{[h for h in range(1, m.d_model + 1) if m.d_model % h == 0][:8]}.')
+  head_dim = m.d_model // m.num_heads
+  if m.posemb == 'rope' and head_dim % 2:
+    raise ValueError(
+        f"model.posemb='rope' rotates pairs of features, but the head "
+        f'dimension d_model / num_heads = {m.d_model} / {m.num_heads} = '
+        f'{head_dim} is odd; valid: an even head dimension.')
+  if m.posemb == 'relative':
+    if m.relative_num_buckets < 4 or m.relative_num_buckets % 2:
+      raise ValueError(
+          f'model.relative_num_buckets={m.relative_num_buckets} is not '
+          'valid; valid: an even number >= 4 (half for each direction).')
+    if m.relative_max_distance <= m.relative_num_buckets // 4:
+      raise ValueError(
+          f'model.relative_max_distance={m.relative_max_distance} is not '
+          'valid; valid: larger than relative_num_buckets // 4 = '
+          f'{m.relative_num_buckets // 4}, the last exact offset.')
+  if m.posemb_randomized:
+    if m.posemb == 'none':
+      raise ValueError("model.posemb_randomized=True needs positions; "
+                       "model.posemb='none' has none.")
+    if m.max_len is None or m.max_len <= config.data.seq_len:
+      raise ValueError(
+          f'model.posemb_randomized=True draws positions from 0..max_len-1, '
+          f'so model.max_len={m.max_len} must be larger than data.seq_len='
+          f'{config.data.seq_len} (e.g. {4 * config.data.seq_len}).')
+  if m.posemb_resample != 'none' and not evaluating:
+    raise ValueError(
+        f'model.posemb_resample={m.posemb_resample!r} applies when evaluating '
+        "a checkpoint (--mode=eval); valid when training: 'none'.")
+
+
+def _check_lengths(config: ml_collections.ConfigDict,
+                   evaluating: bool) -> None:
+  """Sequence lengths against each other and the learned tables."""
+  d, m = config.data, config.model
+  if d.min_seq_len is not None and d.min_seq_len > d.seq_len:
+    raise ValueError(
+        f'data.min_seq_len={d.min_seq_len} is longer than data.seq_len='
+        f'{d.seq_len}; valid: min_seq_len <= seq_len.')
+  eval_len = data.eval_seq_len(d)
+  if d.name == 'argmax' and eval_len != d.seq_len:
+    raise ValueError(
+        f"data.eval_seq_len={eval_len} differs from data.seq_len={d.seq_len}, "
+        "but 'argmax' has one class per position; valid: the same length, "
+        "or data.name='before' (two classes at any length).")
+  table_rows = d.seq_len if m.max_len is None else m.max_len
+  if m.max_len is not None and d.seq_len > m.max_len:
+    raise ValueError(
+        f'data.seq_len={d.seq_len} is longer than model.max_len='
+        f'{m.max_len}; valid: seq_len <= max_len (or leave max_len unset).')
+  if m.posemb not in encodings.ADDITIVE or m.posemb == 'sinusoidal':
+    return  # No table to outgrow.
+  if eval_len > table_rows and not (evaluating and
+                                    m.posemb_resample != 'none'):
+    how = ("set model.posemb_resample to 'linear' or 'nearest'" if evaluating
+           else 'evaluate the checkpoint with --mode=eval and '
+           "model.posemb_resample='linear' or 'nearest', or raise "
+           'model.max_len')
+    raise ValueError(
+        f'data.eval_seq_len={eval_len} is longer than the learned table '
+        f'(model.max_len={table_rows}); {how}.')

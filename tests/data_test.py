@@ -10,7 +10,7 @@ from posenc import data
 def _config(name='argmax', **overrides):
   config = ml_collections.ConfigDict(dict(
       name=name, seq_len=10, n_features=16, num_classes=10, num_train=500,
-      num_eval=200))
+      num_eval=200, min_seq_len=None, eval_seq_len=None))
   config.update(overrides)
   return config
 
@@ -22,8 +22,10 @@ def test_shapes_and_dtypes(name):
   assert ds.eval['inputs'].shape == (200, 10, 16)
   assert ds.train['inputs'].dtype == np.float32
   assert ds.train['labels'].dtype == np.int32
-  assert ds.num_classes == 10
-  assert ds.train['labels'].min() >= 0 and ds.train['labels'].max() < 10
+  assert 'mask' not in ds.train
+  assert ds.num_classes == {'before': 2}.get(name, 10)
+  assert ds.train['labels'].min() >= 0
+  assert ds.train['labels'].max() < ds.num_classes
 
 
 @pytest.mark.parametrize('name', data.DATASET_NAMES)
@@ -64,7 +66,7 @@ def test_random_labels_use_num_classes():
 
 
 def test_unknown_dataset_lists_valid_names():
-  with pytest.raises(ValueError, match=r"data.name='mnist'.*argmax, random"):
+  with pytest.raises(ValueError, match=r"data.name='mnist'.*argmax, before, random"):
     data.load(_config('mnist'), seed=0)
 
 
@@ -88,3 +90,40 @@ def test_eval_batches_pad_the_last_batch_with_zero_weight():
   # An eval split smaller than one batch.
   (only,) = data.eval_batches({'labels': np.arange(2)}, 5)
   np.testing.assert_array_equal(only['weights'], [1, 1, 0, 0, 0])
+
+
+def _first_largest(x, mask, feature):
+  column = [v for v, m in zip(x[:, feature], mask) if m]
+  return column.index(max(column))
+
+
+def test_before_label_compares_positions_of_two_maxima():
+  ds = data.load(_config('before', seq_len=7), seed=1)
+  for x, y in zip(ds.train['inputs'][:100], ds.train['labels'][:100]):
+    ones = np.ones(7, bool)
+    assert y == int(_first_largest(x, ones, 0) < _first_largest(x, ones, 1))
+  assert 0.3 < ds.train['labels'].mean() < 0.7
+
+
+@pytest.mark.parametrize('name', ['argmax', 'before'])
+def test_variable_lengths_are_padded_and_masked(name):
+  ds = data.load(_config(name, min_seq_len=3), seed=2)
+  mask = ds.train['mask']
+  lengths = mask.sum(axis=1)
+  assert mask.dtype == bool and mask.shape == (500, 10)
+  assert lengths.min() == 3 and lengths.max() == 10
+  # Masks are prefixes; padded steps are zero; labels see real steps only.
+  np.testing.assert_array_equal(mask, np.arange(10) < lengths[:, None])
+  assert not ds.train['inputs'][~mask].any()
+  for x, m, y in zip(ds.train['inputs'][:100], mask[:100],
+                     ds.train['labels'][:100]):
+    if name == 'argmax':
+      assert y == _first_largest(x, m, 0)
+    else:
+      assert y == int(_first_largest(x, m, 0) < _first_largest(x, m, 1))
+
+
+def test_eval_split_can_be_longer():
+  ds = data.load(_config('before', eval_seq_len=25), seed=0)
+  assert ds.train['inputs'].shape[1] == 10
+  assert ds.eval['inputs'].shape[1] == 25

@@ -1,15 +1,23 @@
 """Tests of posenc.models.EncoderClassifier."""
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl.testing import parameterized
 
+from posenc import encodings
 from posenc import models
 
 SMALL = models.ModelConfig(posemb='learned', max_len=5, d_model=8, num_heads=2,
                            num_layers=2, mlp_dim=16, dropout_rate=0.0)
+WITH_POSITIONS = [p for p in encodings.POSEMB_NAMES if p != 'none']
+
+
+def _cfg(**changes) -> models.ModelConfig:
+  return dataclasses.replace(SMALL, **changes)
 
 
 def _init_apply(cfg, inputs, num_classes=4, vocab_size=None, mask=None):
@@ -24,7 +32,7 @@ class EncoderClassifierTest(parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters('mean', 'cls')
   def test_shapes_and_finiteness(self, pooling):
-    cfg = models.ModelConfig(**{**SMALL.__dict__, 'pooling': pooling})
+    cfg = _cfg(pooling=pooling)
     x = jax.random.normal(jax.random.key(1), (3, 5, 3))
     model, params = _init_apply(cfg, x)
     apply = self.variant(lambda p, x: model.apply(p, x, train=False))
@@ -58,10 +66,11 @@ class EncoderClassifierTest(parameterized.TestCase):
     logits, _ = model.apply(params, tokens, train=False)
     chex.assert_shape(logits, (2, 4))
 
-  @parameterized.parameters(('none', True), ('learned', False))
+  @parameterized.parameters([('none', True)] +
+                            [(p, False) for p in WITH_POSITIONS])
   def test_permutation_invariance_only_without_positions(self, posemb,
                                                          invariant):
-    cfg = models.ModelConfig(**{**SMALL.__dict__, 'posemb': posemb})
+    cfg = _cfg(posemb=posemb)
     x = jax.random.normal(jax.random.key(2), (4, 5, 3))
     model, params = _init_apply(cfg, x)
     perm = np.array([3, 0, 4, 1, 2])
@@ -72,10 +81,11 @@ class EncoderClassifierTest(parameterized.TestCase):
     else:
       self.assertGreater(float(jnp.abs(logits - permuted).max()), 1e-3)
 
-  @parameterized.parameters('mean', 'cls')
-  def test_logits_do_not_depend_on_padding(self, pooling):
-    cfg = models.ModelConfig(**{**SMALL.__dict__, 'max_len': 10,
-                                'pooling': pooling})
+  @parameterized.product(pooling=['mean', 'cls'],
+                          posemb=encodings.POSEMB_NAMES)
+  def test_logits_do_not_depend_on_padding(self, pooling, posemb):
+    cfg = _cfg(max_len=10, pooling=pooling, posemb=posemb,
+               posemb_share=False)
     x = jax.random.normal(jax.random.key(3), (2, 6, 3))
     garbage = 100.0 * jax.random.normal(jax.random.key(4), (2, 4, 3))
     padded = jnp.concatenate([x, garbage], axis=1)
@@ -88,7 +98,7 @@ class EncoderClassifierTest(parameterized.TestCase):
     self.assertGreater(float(jnp.abs(plain - unmasked).max()), 1e-3)
 
   def test_dropout_is_active_only_in_training(self):
-    cfg = models.ModelConfig(**{**SMALL.__dict__, 'dropout_rate': 0.5})
+    cfg = _cfg(dropout_rate=0.5)
     x = jax.random.normal(jax.random.key(5), (2, 5, 3))
     model, params = _init_apply(cfg, x)
     run = lambda seed: model.apply(params, x, train=True,
@@ -97,3 +107,56 @@ class EncoderClassifierTest(parameterized.TestCase):
     eval_a, _ = model.apply(params, x, train=False)
     eval_b, _ = model.apply(params, x, train=False)
     np.testing.assert_array_equal(eval_a, eval_b)
+
+  @chex.variants(with_jit=True, without_jit=True)
+  @parameterized.parameters(*encodings.POSEMB_NAMES)
+  def test_every_encoding_shapes_and_finiteness(self, posemb):
+    cfg = _cfg(posemb=posemb, max_len=8)
+    x = jax.random.normal(jax.random.key(6), (3, 5, 3))
+    mask = jnp.array([[True] * 5, [True] * 3 + [False] * 2, [True] * 4 + [False]])
+    model, params = _init_apply(cfg, x, mask=mask)
+    apply = self.variant(lambda p, x: model.apply(p, x, mask=mask, train=False))
+    logits, aux = apply(params, x)
+    chex.assert_shape(logits, (3, 4))
+    chex.assert_tree_all_finite((logits, aux))
+
+  @parameterized.parameters(True, False)
+  def test_learned_every_layer_tables(self, share):
+    cfg = _cfg(posemb='learned_every_layer', num_layers=3, posemb_share=share)
+    x = jax.random.normal(jax.random.key(7), (2, 5, 3))
+    _, params = _init_apply(cfg, x)
+    tables = sorted(k for k in params['params'] if k.startswith('posemb'))
+    expected = (['posemb_learned'] if share else
+                ['posemb_learned', 'posemb_learned_1', 'posemb_learned_2'])
+    self.assertEqual(tables, expected)
+
+  def test_learned_every_layer_adds_the_table_before_every_block(self):
+    # With all blocks' weights zeroed, each block is the identity, so the
+    # output of block i holds i + 1 copies of the shared table (one added
+    # before the first block, one more before each later block).
+    cfg = _cfg(posemb='learned_every_layer', num_layers=3)
+    x = jnp.zeros((1, 5, 3))
+    model, params = _init_apply(cfg, x)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: jnp.zeros_like(v)
+        if 'block' in jax.tree_util.keystr(path) else v, params)
+    _, aux = model.apply(params, x, train=False)
+    table = params['params']['posemb_learned']['pos_embedding'][0]
+    bias = params['params']['input_proj']['bias']
+    for i in range(4):  # hidden[0]: the embedded input; hidden[i]: block i-1.
+      np.testing.assert_allclose(aux['hidden'][i, 0],
+                                 bias + max(i, 1) * table, rtol=1e-5, atol=1e-5)
+
+  @parameterized.parameters('learned', 'sinusoidal', 'rope')
+  def test_randomized_positions_only_in_training(self, posemb):
+    cfg = _cfg(posemb=posemb, max_len=40, posemb_randomized=True)
+    x = jax.random.normal(jax.random.key(8), (2, 5, 3))
+    model, params = _init_apply(cfg, x)
+    run = lambda seed: model.apply(params, x, train=True,
+                                   rngs={'positions': jax.random.key(seed)})[0]
+    self.assertGreater(float(jnp.abs(run(0) - run(1)).max()), 1e-4)
+    np.testing.assert_array_equal(run(0), run(0))
+    plain = dataclasses.replace(cfg, posemb_randomized=False)
+    np.testing.assert_array_equal(
+        model.apply(params, x, train=False)[0],
+        models.EncoderClassifier(plain, 4).apply(params, x, train=False)[0])

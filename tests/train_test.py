@@ -104,7 +104,8 @@ def test_evaluate_is_exact_over_a_padded_last_batch():
   config = _small_config()  # 40 eval examples, batches of 16: 16 + 16 + 8.
   dataset, model, state, parallel = _setup(config)
   state = parallel.place_state(state)
-  got = train.evaluate(parallel, state, dataset.eval, 16)
+  got = train.evaluate(parallel.eval_fn, parallel.place_eval_batch,
+                       parallel.eval_params(state), dataset.eval, 16)
   params = parallel.host_state(state).params
   logits, _ = model.apply({'params': params}, dataset.eval['inputs'],
                           train=False)

@@ -7,8 +7,16 @@ from posenc import validate
 
 # (field, bad value, a fragment of what the message must say)
 BAD_VALUES = [
-    ('data.name', 'mnist', r"data.name='mnist'.*valid values: argmax, random"),
-    ('model.posemb', 'rotary', r"model.posemb='rotary'.*learned, none"),
+    ('data.name', 'mnist',
+     r"data.name='mnist'.*valid values: argmax, before, random"),
+    ('model.posemb', 'rotary',
+     r"model.posemb='rotary'.*learned, sinusoidal, none, rope, alibi"),
+    ('model.posemb_resample', 'cubic',
+     r"posemb_resample='cubic'.*none, linear, nearest"),
+    ('model.rope_base', 1.0, r'model.rope_base=1.0'),
+    ('model.relative_num_buckets', 0, r'relative_num_buckets=0.*positive'),
+    ('data.min_seq_len', 0, r'data.min_seq_len=0.*positive integer'),
+    ('data.eval_seq_len', -2, r'data.eval_seq_len=-2.*positive integer'),
     ('model.pooling', 'max', r"model.pooling='max'.*mean, cls"),
     ('train.parallel', 'pjit', r"train.parallel='pjit'.*jit, pmap"),
     ('data.seq_len', 0, r'data.seq_len=0.*positive integer'),
@@ -76,4 +84,51 @@ def test_seq_len_longer_than_max_len():
 def test_batch_larger_than_training_set():
   config = _config('data.num_train', 16)
   with pytest.raises(ValueError, match=r'train.batch_size=32.*num_train=16'):
+    validate.check_config(config, num_devices=1)
+
+
+def _with(**fields):
+  config = default.get_config()
+  for field, value in fields.items():
+    group, name = field.split('__')
+    config[group][name] = value
+  return config
+
+
+@pytest.mark.parametrize('fields,message', [
+    (dict(model__posemb='rope', model__num_heads=64),
+     r"posemb='rope'.*64 / 64 = 1 is odd"),
+    (dict(model__posemb='relative', model__relative_num_buckets=7),
+     r'relative_num_buckets=7.*even number >= 4'),
+    (dict(model__posemb='relative', model__relative_max_distance=8),
+     r'relative_max_distance=8.*larger than relative_num_buckets // 4 = 8'),
+    (dict(model__posemb='none', model__posemb_randomized=True),
+     r"posemb_randomized=True needs positions; model.posemb='none'"),
+    (dict(model__posemb_randomized=True),
+     r'model.max_len=None must be larger than data.seq_len=10 \(e.g. 40\)'),
+    (dict(model__posemb_resample='linear'),
+     r"posemb_resample='linear' applies when evaluating.*--mode=eval"),
+    (dict(data__min_seq_len=12), r'data.min_seq_len=12.*seq_len=10'),
+    (dict(data__eval_seq_len=20),
+     r"eval_seq_len=20 differs.*'argmax' has one class per position"),
+    (dict(data__name='before', data__eval_seq_len=20),
+     r'eval_seq_len=20 is longer than the learned table \(model.max_len=10\);'
+     r' evaluate the checkpoint with --mode=eval'),
+])
+def test_combinations_that_cannot_work(fields, message):
+  with pytest.raises(ValueError, match=message):
+    validate.check_config(_with(**fields), num_devices=1)
+
+
+def test_longer_eval_needs_a_resample_method_when_evaluating():
+  config = _with(data__name='before', data__eval_seq_len=20)
+  with pytest.raises(ValueError, match=r"set model.posemb_resample to "
+                     r"'linear' or 'nearest'"):
+    validate.check_config(config, num_devices=1, evaluating=True)
+  config.model.posemb_resample = 'linear'
+  validate.check_config(config, num_devices=1, evaluating=True)
+  # Encodings without a table reach any length.
+  for posemb in ('sinusoidal', 'rope', 'alibi', 'relative', 'none'):
+    config = _with(data__name='before', data__eval_seq_len=20,
+                   model__posemb=posemb)
     validate.check_config(config, num_devices=1)

@@ -1,0 +1,67 @@
+"""Evaluates a trained checkpoint, also at lengths it was not trained on."""
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import flax
+import jax
+import ml_collections
+from absl import logging
+
+from posenc import checkpoints
+from posenc import data
+from posenc import encodings
+from posenc import train
+from posenc import validate
+
+
+def resample_tables(params: Any, new_len: int, method: str) -> Any:
+  """Resamples every learned position table ('pos_embedding') in `params`."""
+  flat = flax.traverse_util.flatten_dict(params)
+  flat = {path: (encodings.resample_pos_embedding(value, new_len, method)
+                 if path[-1] == 'pos_embedding' else value)
+          for path, value in flat.items()}
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict,
+                        workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Evaluates the newest checkpoint in `workdir` on `config`'s eval split.
+
+  The eval split has `data.eval_seq_len` steps. Where that is longer than a
+  learned table, the table is resampled with `model.posemb_resample`.
+  Appends the result to `workdir/eval.jsonl` and returns it.
+  """
+  validate.check_config(config, jax.device_count(), evaluating=True)
+  workdir = pathlib.Path(workdir)
+  dataset = data.load(config.data, config.seed)
+  model = train.make_model(config, dataset)
+  target = train.create_train_state(jax.random.key(config.seed), config, model)
+  state = checkpoints.restore(workdir, target)
+  params = state.params
+
+  eval_len = data.eval_seq_len(config.data)
+  table_rows = config.model.max_len or config.data.seq_len
+  resampled = (config.model.posemb in ('learned', 'learned_every_layer')
+               and eval_len > table_rows)
+  if resampled:
+    params = resample_tables(params, eval_len, config.model.posemb_resample)
+    model = model.clone(
+        config=dataclasses.replace(model.config, max_len=eval_len))
+  eval_fn, place_batch = train.make_eval(model.apply)
+  metrics = train.evaluate(eval_fn, place_batch, params, dataset.eval,
+                           config.train.batch_size)
+  record = {'step': int(state.step), 'eval_seq_len': eval_len,
+            'train_seq_len': config.data.seq_len,
+            'posemb_resample': config.model.posemb_resample if resampled
+                               else 'none', **metrics}
+  if jax.process_index() == 0:
+    with open(workdir / 'eval.jsonl', 'a', encoding='utf-8') as f:
+      f.write(json.dumps(record) + '\n')
+  logging.info('Evaluated step %d at length %d (trained at %d, resample %s): '
+               'eval_accuracy=%.4f eval_loss=%.4f', record['step'], eval_len,
+               config.data.seq_len, record['posemb_resample'],
+               metrics['eval_accuracy'], metrics['eval_loss'])
+  return record
