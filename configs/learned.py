@@ -6,7 +6,7 @@ task (label = position where feature 0 is largest).
 
   python -m posenc.main --config=configs/learned.py
 
-Expected: eval_accuracy >= 0.95 (see the README for the measured value).
+Expected: eval_accuracy 0.962 (seed 0, 2 CPU cores, about 20 s of training).
 The seed project's random labels (nothing to learn; stays near 0.1):
 
   python -m posenc.main --config=configs/learned.py --config.data.name=random

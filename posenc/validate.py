@@ -13,7 +13,6 @@ import ml_collections
 from posenc import data
 from posenc import encodings
 from posenc import models
-from posenc.encodings import RESAMPLE_METHODS
 
 PARALLEL_MODES = ('jit', 'pmap')
 
@@ -55,7 +54,8 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int, *,
   """
   _choice(config, 'data.name', data.DATASET_NAMES)
   _choice(config, 'model.posemb', encodings.POSEMB_NAMES)
-  _choice(config, 'model.posemb_resample', ('none',) + RESAMPLE_METHODS)
+  _choice(config, 'model.posemb_resample',
+          ('none',) + encodings.RESAMPLE_METHODS)
   _choice(config, 'model.pooling', models.POOLING_NAMES)
   _choice(config, 'train.parallel', PARALLEL_MODES)
   for field in ('data.seq_len', 'data.n_features', 'data.num_classes',
