@@ -157,24 +157,19 @@ def make_eval(apply_fn: Callable[..., Any],
   return eval_fn, place_batch
 
 
-def _jit_eval(mesh: jax.sharding.Mesh,
-              apply_fn: Callable[..., Any]) -> dict[str, Callable[..., Any]]:
-  """The `_Parallel` eval fields (the same in every mode)."""
-  eval_fn, place_batch = make_eval(apply_fn, mesh)
-  return {'eval_fn': eval_fn, 'place_eval_batch': place_batch}
-
-
 def _jit_parallel(mesh: jax.sharding.Mesh,
                   apply_fn: Callable[..., Any]) -> _Parallel:
   """`jax.jit` with the batch sharded over `mesh` and the state replicated."""
   replicated, sharded, place_batch = _shard_over(mesh)
+  eval_fn, place_eval_batch = make_eval(apply_fn, mesh)
   step = jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
   return _Parallel(
       place_state=lambda s: jax.device_put(s, replicated),
       place_batch=place_batch, step=step, host_state=jax.device_get,
       host_metrics=lambda m: {k: float(v) for k, v in jax.device_get(m).items()},
-      eval_params=lambda s: s.params, **_jit_eval(mesh, apply_fn))
+      eval_params=lambda s: s.params, eval_fn=eval_fn,
+      place_eval_batch=place_eval_batch)
 
 
 def _pmap_parallel(mesh: jax.sharding.Mesh,
@@ -183,6 +178,7 @@ def _pmap_parallel(mesh: jax.sharding.Mesh,
   devices = list(mesh.local_devices)
   n = len(devices)
   axis = 'batch'
+  eval_fn, place_eval_batch = make_eval(apply_fn, mesh)
   step = jax.pmap(functools.partial(train_step, axis_name=axis),
                   axis_name=axis, in_axes=(0, 0, None), donate_argnums=0,
                   devices=devices)
@@ -209,7 +205,7 @@ def _pmap_parallel(mesh: jax.sharding.Mesh,
                               jax.device_get(first(m)).items()},
       eval_params=lambda s: jax.device_put(first(s.params),
                                            NamedSharding(mesh, P())),
-      **_jit_eval(mesh, apply_fn))
+      eval_fn=eval_fn, place_eval_batch=place_eval_batch)
 
 
 def make_parallel(mode: str, apply_fn: Callable[..., Any],
