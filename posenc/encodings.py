@@ -31,7 +31,7 @@ DEFAULT_POSEMB_INIT_STD = 1.0
 
 POSEMB_NAMES = ('learned', 'sinusoidal', 'none', 'rope', 'alibi', 'relative',
                 'learned_every_layer')
-ADDITIVE = ('learned', 'sinusoidal', 'learned_every_layer')  # Use a table.
+LEARNED_TABLES = ('learned', 'learned_every_layer')  # Trained tables.
 RESAMPLE_METHODS = ('linear', 'nearest')
 
 
@@ -56,8 +56,7 @@ def random_positions(rng: jax.Array, batch: int, seq_len: int,
   return jnp.sort(subset_BxL, axis=-1).astype(jnp.int32)
 
 
-def _check_table_rows(positions: jax.Array, max_len: int) -> None:
-  seq_len = positions.shape[-1]
+def _check_table_rows(seq_len: int, max_len: int) -> None:
   if seq_len > max_len:
     raise ValueError(
         f'input seq_len={seq_len} is longer than the position table '
@@ -89,12 +88,12 @@ class LearnedPosEmbed(nn.Module):
     chex.assert_shape(table_1xMxD, (1, self.max_len, d_model),
                       custom_message='pos_embedding does not match d_model')
     if positions_BxL is None:
-      _check_table_rows(jnp.zeros((seq_len,)), self.max_len)
+      _check_table_rows(seq_len, self.max_len)
       pos = table_1xMxD[:, :seq_len]
       chex.assert_shape(pos, (1, seq_len, d_model))
     else:
       chex.assert_shape(positions_BxL, (batch, seq_len))
-      _check_table_rows(positions_BxL, self.max_len)
+      _check_table_rows(seq_len, self.max_len)
       pos = table_1xMxD[0][positions_BxL]
       chex.assert_shape(pos, (batch, seq_len, d_model))
     return x_BxLxD + pos.astype(x_BxLxD.dtype)

@@ -43,9 +43,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
   params = state.params
 
   eval_len = data.eval_seq_len(config.data)
-  table_rows = config.model.max_len or config.data.seq_len
-  resampled = (config.model.posemb in ('learned', 'learned_every_layer')
-               and eval_len > table_rows)
+  table_rows = validate.learned_table_rows(config)
+  resampled = table_rows is not None and eval_len > table_rows
   if resampled:
     params = resample_tables(params, eval_len, config.model.posemb_resample)
     model = model.clone(

@@ -163,7 +163,7 @@ class EncoderClassifier(nn.Module):
     add_posemb = None  # Added before the first block.
     if cfg.posemb == 'sinusoidal':
       add_posemb = encodings.SinusoidalPosEmbed(name='posemb_sinusoidal')
-    elif cfg.posemb in ('learned', 'learned_every_layer'):
+    elif cfg.posemb in encodings.LEARNED_TABLES:
       add_posemb = encodings.LearnedPosEmbed(
           max_len, cfg.posemb_init_std, name='posemb_learned')
     if add_posemb is not None:

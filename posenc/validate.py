@@ -143,12 +143,12 @@ def _check_lengths(config: ml_collections.ConfigDict,
         f"data.eval_seq_len={eval_len} differs from data.seq_len={d.seq_len}, "
         "but 'argmax' has one class per position; valid: the same length, "
         "or data.name='before' (two classes at any length).")
-  table_rows = d.seq_len if m.max_len is None else m.max_len
   if m.max_len is not None and d.seq_len > m.max_len:
     raise ValueError(
         f'data.seq_len={d.seq_len} is longer than model.max_len='
         f'{m.max_len}; valid: seq_len <= max_len (or leave max_len unset).')
-  if m.posemb not in encodings.ADDITIVE or m.posemb == 'sinusoidal':
+  table_rows = learned_table_rows(config)
+  if table_rows is None:
     return  # No table to outgrow.
   if eval_len > table_rows and not (evaluating and
                                     m.posemb_resample != 'none'):
@@ -159,3 +159,11 @@ def _check_lengths(config: ml_collections.ConfigDict,
     raise ValueError(
         f'data.eval_seq_len={eval_len} is longer than the learned table '
         f'(model.max_len={table_rows}); {how}.')
+
+
+def learned_table_rows(config: ml_collections.ConfigDict) -> int | None:
+  """Rows of the model's learned position tables; None if it has none."""
+  if config.model.posemb not in encodings.LEARNED_TABLES:
+    return None
+  max_len = config.model.max_len
+  return config.data.seq_len if max_len is None else max_len
