@@ -121,10 +121,20 @@ def _listops(config: ml_collections.ConfigDict, seed: int) -> Dataset:
                  vocab_size=listops.VOCAB_SIZE)
 
 
+def _mnist1d_arrays(config: ml_collections.ConfigDict, seed: int):
+  return cache.load_or_generate(config.cache_dir, 'mnist1d', {'seed': seed},
+                                lambda: mnist1d.generate(seed))
+
+
+def mnist1d_permutation(config: ml_collections.ConfigDict,
+                        seed: int) -> np.ndarray:
+  """'mnist1d_shuffled' holds step `permutation[j]` of the signal at step j
+  (`seed`: the run's, unless data.seed is set)."""
+  return _mnist1d_arrays(config, data_seed(config, seed))['permutation']
+
+
 def _mnist1d(config: ml_collections.ConfigDict, seed: int) -> Dataset:
-  arrays = cache.load_or_generate(config.cache_dir, 'mnist1d',
-                                  {'seed': seed},
-                                  lambda: mnist1d.generate(seed))
+  arrays = _mnist1d_arrays(config, seed)
   x, x_test = arrays['x'], arrays['x_test']
   if config.name == 'mnist1d_shuffled':
     x, x_test = x[:, arrays['permutation']], x_test[:, arrays['permutation']]

@@ -51,17 +51,27 @@ def test_default_config_learns_the_task_and_fills_the_workdir(tmp_path):
   assert (workdir / 'checkpoints' / str(summary['step'])).is_dir()
 
 
-@pytest.mark.parametrize('name', [
-    'sinusoidal', 'rope', 'alibi', 'relative', 'learned_every_layer', 'none'])
-def test_every_encoding_config_trains_from_the_cli(tmp_path, name):
+# Every encoding's config from the command line; most with a quarter of
+# their training data to keep the suite short (eval_accuracy measured at
+# seed 0: sinusoidal 0.918, rope 0.893, alibi 0.666, learned_every_layer
+# 0.912; relative stays at chance until its full 16,384 sequences, where
+# it passes 0.9). Full-length results are in the configs' docstrings and
+# the README's Results.
+@pytest.mark.parametrize('name,num_train,minimum', [
+    ('sinusoidal', 4096, 0.8), ('rope', 4096, 0.8), ('alibi', 4096, 0.5),
+    ('relative', 16384, 0.9), ('learned_every_layer', 4096, 0.8),
+    ('none', 4096, None)])
+def test_every_encoding_config_trains_from_the_cli(tmp_path, name, num_train,
+                                                   minimum):
   result = _run(REPO, f'--workdir={tmp_path}',
+                f'--config.data.num_train={num_train}',
                 config=REPO / 'configs' / f'{name}.py')
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.loads((tmp_path / 'summary.json').read_text())
-  if name == 'none':  # Permutation-invariant: chance is 1 / 10.
+  if minimum is None:  # Permutation-invariant: chance is 1 / 10.
     assert abs(summary['eval_accuracy'] - 0.1) <= 0.05, summary
   else:
-    assert summary['eval_accuracy'] >= 0.9, summary
+    assert summary['eval_accuracy'] >= minimum, summary
 
 
 def test_randomized_positions_evaluate_beyond_the_training_length(tmp_path):
