@@ -279,7 +279,9 @@ def lengths(scale: Scale) -> list[Record]:
 
 
 def cosine_similarity(table: np.ndarray) -> np.ndarray:
-  unit = table / np.linalg.norm(table, axis=1, keepdims=True)
+  """Rows' pairwise cosines (0 where a row is all zeros)."""
+  norm = np.linalg.norm(table, axis=1, keepdims=True)
+  unit = table / np.where(norm > 0, norm, 1)
   return unit @ unit.T
 
 
@@ -289,7 +291,8 @@ def principal_components(table: np.ndarray, k: int = 3
   variance each explains."""
   centred = table - table.mean(0)
   u, s, _ = np.linalg.svd(centred, full_matrices=False)
-  return u[:, :k] * s[:k], (s**2 / (s**2).sum())[:k]
+  total = (s**2).sum()
+  return u[:, :k] * s[:k], (s**2 / (total if total > 0 else 1))[:k]
 
 
 def summarise(table: np.ndarray) -> dict[str, Any]:
