@@ -47,6 +47,7 @@ class Scale:
   listops_len: int = 32  # Band [listops_len / 4, listops_len] tokens.
   mnist_train: int = 3600  # Of 4,000; the last 400 are validation.
   mnist_epochs: int = 6
+  mnist_patches: tuple[int, ...] = (1, 4)  # Steps per token.
   tuned_mnist: bool = True  # Also configs/mnist1d.py as tuned.
   depths: tuple[int, ...] = (2, 4, 8)
   depth_train: int = 2048
@@ -62,9 +63,10 @@ class Scale:
 FULL = Scale()
 QUICK = Scale(seeds=(0,), encodings=('learned', 'rope'),
               epochs=1, synthetic_train=256, num_eval=128, listops_train=256,
-              mnist_train=256, mnist_epochs=1, tuned_mnist=False,
-              depths=(1, 2), depth_train=256, probe_sequences=64, length=10,
-              length_train=256, cost_lengths=(32,),
+              mnist_train=256, mnist_epochs=1, mnist_patches=(1,),
+              tuned_mnist=False, depths=(2,), depth_train=256,
+              probe_sequences=64, length=10, length_train=256,
+              cost_lengths=(32,),
               cost_estimate_lengths=(64,), cost_batch=2,
               cost_encodings=('learned',))
 
@@ -146,7 +148,7 @@ def tasks(scale: Scale) -> tuple[list[Record], dict[str, np.ndarray]]:
           t: _config(scale, t, e) for t in BINARY_TASKS},
       'listops': lambda e: {'listops': _listops(scale, e)},
   }
-  for patch in (1, 4):
+  for patch in scale.mnist_patches:
     groups[f'mnist1d, patch {patch}'] = lambda e, p=patch: {
         f'{name} p{p}': _mnist(scale, name, p, e)
         for name in data.MNIST1D}

@@ -18,6 +18,7 @@ import time
 from typing import Any, Iterator
 
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 from absl import logging
 
@@ -74,6 +75,8 @@ def save(workdir: pathlib.Path, step: int, state: Any,
       if keep is not None:
         for old in sorted(mngr.all_steps())[:-keep]:
           mngr.delete(old)
+    if jax.process_count() > 1:  # No process runs ahead of the digest.
+      multihost_utils.sync_global_devices(f'posenc checkpoint {step}')
   logging.info('Saved checkpoint of step %d in %s', step, directory(workdir))
 
 

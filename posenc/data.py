@@ -177,24 +177,44 @@ def num_examples(split: Batch) -> int:
   return len(split['labels'])
 
 
+def _rows(batch_size: int, shard: tuple[int, int]) -> slice:
+  """The rows of a global batch that process `shard[0]` of `shard[1]`
+  holds: a contiguous block, in device order."""
+  index, count = shard
+  if batch_size % count:
+    raise ValueError(f'train.batch_size={batch_size} does not divide over '
+                     f'{count} processes; valid: a multiple of {count}.')
+  per = batch_size // count
+  return slice(index * per, (index + 1) * per)
+
+
 def train_batches(split: Batch, batch_size: int, rng: np.random.Generator,
-                  start: int = 0) -> Iterator[Batch]:
+                  start: int = 0, shard: tuple[int, int] = (0, 1)
+                  ) -> Iterator[Batch]:
   """One epoch of shuffled full batches from batch `start` on (a resumed
-  run's position); the remainder is dropped."""
+  run's position); the remainder is dropped.
+
+  With `shard=(i, n)`, yields only process i's rows of each global batch
+  (every process draws the same order from the same `rng`).
+  """
   order = rng.permutation(num_examples(split))
+  rows = _rows(batch_size, shard)
   for start in range(start * batch_size, len(order) - batch_size + 1,
                      batch_size):
-    idx = order[start:start + batch_size]
+    idx = order[start:start + batch_size][rows]
     yield {k: v[idx] for k, v in split.items()}
 
 
-def eval_batches(split: Batch, batch_size: int) -> Iterator[Batch]:
+def eval_batches(split: Batch, batch_size: int,
+                 shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
   """Every example once, in order; the last batch is padded to `batch_size`.
 
   Each batch carries 'weights' (1 for real examples, 0 for padding) so that
-  metrics summed with these weights are exact.
+  metrics summed with these weights are exact. `shard` as in
+  `train_batches`.
   """
   n = num_examples(split)
+  rows = _rows(batch_size, shard)
   for start in range(0, n, batch_size):
     stop = min(start + batch_size, n)
     pad = batch_size - (stop - start)
@@ -203,4 +223,4 @@ def eval_batches(split: Batch, batch_size: int) -> Iterator[Batch]:
              for k, v in split.items()}
     batch['weights'] = np.concatenate(
         [np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
-    yield batch
+    yield {k: v[rows] for k, v in batch.items()}

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -34,6 +35,7 @@ class Parallel:
   eval_params: Callable[[TrainState], Any]  # Params as `eval_fn` takes them.
   eval_fn: Callable[..., Metrics]  # `eval_step(params, batch)`, jitted.
   place_eval_batch: Callable[[data.Batch], Any]
+  place_rng: Callable[[jax.Array], jax.Array]  # The step's key.
 
 
 def data_mesh(devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
@@ -47,14 +49,36 @@ def data_mesh(devices: list[jax.Device] | None = None) -> jax.sharding.Mesh:
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
+def process_shard() -> tuple[int, int]:
+  """(this process, processes): which rows of a global batch are ours."""
+  return jax.process_index(), jax.process_count()
+
+
+def put_replicated(tree: Any, sharding: NamedSharding) -> Any:
+  """A host tree (the same on every process) as global arrays, replicated
+  over `sharding`'s devices, also those of other processes. PRNG keys
+  included."""
+  def put(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+        x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)),
+                                      impl=jax.random.key_impl(x))
+    x = np.asarray(jax.device_get(x))
+    return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
+  return jax.tree.map(put, tree)
+
+
 def _shard_over(mesh: jax.sharding.Mesh):
-  """Returns (replicated, batch-sharded) shardings and a batch placer."""
+  """Returns (replicated, batch-sharded) shardings and a batch placer that
+  takes this process's rows of a global batch (`process_shard`)."""
   replicated = NamedSharding(mesh, P())
   sharded = NamedSharding(mesh, P(DATA_AXIS))
+  processes = len({d.process_index for d in mesh.devices.flat})
 
   def place_batch(batch):
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharded, x), batch)
+        lambda x: jax.make_array_from_process_local_data(
+            sharded, x, (len(x) * processes,) + x.shape[1:]), batch)
 
   return replicated, sharded, place_batch
 
@@ -79,11 +103,13 @@ def _jit_parallel(mesh: jax.sharding.Mesh, train_step: Callable[..., Any],
   step = jax.jit(train_step, in_shardings=(replicated, sharded, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
   return Parallel(
-      place_state=lambda s: jax.device_put(s, replicated),
+      place_state=lambda s: put_replicated(s, replicated),
       place_batch=place_batch, step=step, host_state=jax.device_get,
-      host_metrics=lambda m: {k: float(v) for k, v in jax.device_get(m).items()},
+      host_metrics=lambda m: {k: float(v)
+                              for k, v in jax.device_get(m).items()},
       eval_params=lambda s: s.params, eval_fn=eval_fn,
-      place_eval_batch=place_eval_batch)
+      place_eval_batch=place_eval_batch,
+      place_rng=lambda k: put_replicated(k, replicated))
 
 
 def _pmap_parallel(mesh: jax.sharding.Mesh, train_step: Callable[..., Any],
@@ -119,7 +145,8 @@ def _pmap_parallel(mesh: jax.sharding.Mesh, train_step: Callable[..., Any],
                               jax.device_get(first(m)).items()},
       eval_params=lambda s: jax.device_put(first(s.params),
                                            NamedSharding(mesh, P())),
-      eval_fn=eval_fn, place_eval_batch=place_eval_batch)
+      eval_fn=eval_fn, place_eval_batch=place_eval_batch,
+      place_rng=lambda k: k)
 
 
 def make_parallel(mode: str, train_step: Callable[..., Any],
@@ -137,11 +164,20 @@ def evaluate(eval_fn: Callable[..., Metrics],
              split: data.Batch, batch_size: int,
              prefix: str = 'eval') -> dict[str, float]:
   """Exact loss and accuracy over every example of `split`, as
-  `{prefix}_loss` and `{prefix}_accuracy`."""
-  outputs = [eval_fn(params, place_batch(b))
-             for b in data.eval_batches(split, batch_size)]
-  totals = {k: np.sum([np.sum(o[k], dtype=np.float64)
-                       for o in jax.device_get(outputs)])
-            for k in ('loss', 'correct', 'count')}
-  return {f'{prefix}_loss': float(totals['loss'] / totals['count']),
-          f'{prefix}_accuracy': float(totals['correct'] / totals['count'])}
+  `{prefix}_loss` and `{prefix}_accuracy`.
+
+  Each process sums the per-example outputs its devices hold; with several
+  processes, the sums are then added across them.
+  """
+  keys = ('loss', 'correct', 'count')
+  totals = np.zeros(len(keys))
+  for batch in data.eval_batches(split, batch_size, process_shard()):
+    out = eval_fn(params, place_batch(batch))
+    totals += [sum(np.sum(np.asarray(shard.data), dtype=np.float64)
+                   for shard in out[k].addressable_shards
+                   if shard.replica_id == 0) for k in keys]
+  if jax.process_count() > 1:
+    totals = np.asarray(multihost_utils.process_allgather(totals)).sum(0)
+  loss, correct, count = totals
+  return {f'{prefix}_loss': float(loss / count),
+          f'{prefix}_accuracy': float(correct / count)}

@@ -218,6 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
 
   parallel = make_parallel(config.train.parallel, model.apply, devices)
   state = parallel.place_state(state)
+  step_rng = parallel.place_rng(dropout_rng)
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(num_steps, initial=start_step)
   train_scalars, eval_scalars, test_scalars = {}, {}, {}
@@ -262,9 +263,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if step == start_step or batch_in_epoch == 0:
           batches = data.train_batches(
               dataset.train, batch_size,
-              np.random.default_rng([config.seed, epoch]), start=batch_in_epoch)
+              np.random.default_rng([config.seed, epoch]), start=batch_in_epoch,
+              shard=parallel_lib.process_shard())
         state, step_metrics = parallel.step(
-            state, parallel.place_batch(next(batches)), dropout_rng)
+            state, parallel.place_batch(next(batches)), step_rng)
         step += 1
         pending.append((step, step_metrics))
         progress.update()

@@ -10,6 +10,7 @@ import math
 import numbers
 import pathlib
 
+import jax
 import ml_collections
 
 from posenc import data
@@ -105,6 +106,11 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int, *,
     raise ValueError(
         f'train.batch_size={t.batch_size} is not divisible by the device '
         f'count ({num_devices}); valid: a multiple of {num_devices}.')
+  if t.parallel == 'pmap' and jax.process_count() > 1:
+    raise ValueError(
+        "train.parallel='pmap' runs in one process; with "
+        f"{jax.process_count()} processes use 'jit' (one Mesh over every "
+        "process's devices).")
   if t.batch_size > config.data.num_train:
     raise ValueError(
         f'train.batch_size={t.batch_size} is larger than data.num_train='
