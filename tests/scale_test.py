@@ -107,6 +107,20 @@ def test_two_processes_train_what_one_process_with_four_devices_trains(runs):
   assert abs(summary['eval_accuracy'] - reference['eval_accuracy']) < 2e-3
 
 
+def test_two_processes_restore_their_own_checkpoint(runs, tmp_path):
+  two_dir, _ = runs
+  workdir = tmp_path / 'again'
+  shutil.copytree(two_dir, workdir)
+  before = json.loads((workdir / 'summary.json').read_text())
+  results = _cluster(workdir, '--config.train.num_epochs=2',
+                     '--config.train.checkpoint_every_steps=8')
+  _check(results)
+  assert 'Already trained to step 16; evaluating only' in results[0][1]
+  after = json.loads((workdir / 'summary.json').read_text())
+  assert after['step'] == 16
+  assert abs(after['eval_accuracy'] - before['eval_accuracy']) < 1e-9
+
+
 def test_checkpoint_of_two_processes_resumes_in_one(runs, tmp_path):
   two_dir, one_dir = runs
   workdir = tmp_path / 'run'
