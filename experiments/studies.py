@@ -4,8 +4,8 @@
    MNIST-1D (patches of 1 and 4 steps, plain and shuffled).
 2. `depth`: linear probes for absolute position on every layer, 2/4/8 blocks.
 3. `lengths`: train on lengths <= L, evaluate at L, 2L, 4L.
-4. `tables`: what the learned tables of study 1 look like (cosine
-   similarity, principal components).
+4. `tables` (experiments/tables.py): what the learned tables of study 1
+   look like, and what training changed in them.
 5. `cost` (experiments/cost.py): step time and memory against length.
 
 Sizes come from a `Scale` (FULL or QUICK). Every record names its study,
@@ -15,9 +15,8 @@ setting and seed; tables and figures are built from records only.
 import copy
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -26,7 +25,6 @@ from configs import mnist1d as mnist1d_config
 from experiments import fit
 from posenc import data
 from posenc import encodings
-from posenc import train as train_lib
 from posenc.datasets import synthetic
 
 Record = dict[str, Any]
@@ -61,7 +59,7 @@ class Scale:
 
 
 FULL = Scale()
-QUICK = Scale(seeds=(0,), encodings=('learned', 'rope'),
+QUICK = Scale(seeds=(0,), encodings=('learned',),
               epochs=1, synthetic_train=256, num_eval=128, listops_train=256,
               mnist_train=256, mnist_epochs=1, mnist_patches=(1,),
               tuned_mnist=False, depths=(2,), depth_train=256,
@@ -278,132 +276,3 @@ def lengths(scale: Scale) -> list[Record]:
                         'eval_len': eval_len,
                         'accuracy': float(accuracy[i])})
   return records
-
-
-def cosine_similarity(table: np.ndarray) -> np.ndarray:
-  """Rows' pairwise cosines (0 where a row is all zeros)."""
-  norm = np.linalg.norm(table, axis=1, keepdims=True)
-  unit = table / np.where(norm > 0, norm, 1)
-  return unit @ unit.T
-
-
-def principal_components(table: np.ndarray, k: int = 3
-                         ) -> tuple[np.ndarray, np.ndarray]:
-  """The rows' coordinates on the first k components, and the fraction of
-  variance each explains."""
-  centred = table - table.mean(0)
-  u, s, _ = np.linalg.svd(centred, full_matrices=False)
-  total = (s**2).sum()
-  return u[:, :k] * s[:k], (s**2 / (total if total > 0 else 1))[:k]
-
-
-def summarise(table: np.ndarray) -> dict[str, Any]:
-  """Mean cosine similarity of neighbouring rows and of rows at least half
-  the table apart; variance explained by the first 3 components."""
-  sim = cosine_similarity(table)
-  n = len(table)
-  offsets = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
-  _, explained = principal_components(table)
-  return {'neighbour_cosine': float(sim[offsets == 1].mean()),
-          'far_cosine': float(sim[offsets >= n // 2].mean()),
-          'explained_variance_3': [float(x) for x in explained]}
-
-
-def _task_config(scale: Scale, task: str) -> ml_collections.ConfigDict:
-  """The learned-table config study 1 trained `task` (a record's label)
-  with."""
-  if task == 'mnist1d p4 tuned':
-    return mnist1d_config.get_config()
-  if task.startswith('mnist1d'):
-    name, patch = task.split(' p')
-    return _mnist(scale, name, int(patch), 'learned')
-  if task == 'listops':
-    return _listops(scale, 'learned')
-  return _config(scale, task, 'learned')
-
-
-def initial_table(scale: Scale, task: str, seed: int) -> np.ndarray:
-  """The learned table of `task` and `seed` before training (the same keys
-  as fit.train)."""
-  config = _task_config(scale, task)
-  model = train_lib.make_model(config)
-  init_rng = jax.random.split(jax.random.key(seed))[0]
-  state = fit.init_states(config, model, init_rng[None])
-  return np.asarray(state.params['posemb_learned']['pos_embedding'][0, 0])
-
-
-def tables(scale: Scale, learned: dict[str, np.ndarray],
-           orders: dict[str, np.ndarray]) -> list[Record]:
-  """Study 4: summaries of the learned tables of study 1.
-
-  `orders[task]`, where given, reorders a table's rows (e.g. the shuffled
-  MNIST-1D's rows back into signal order) before the summary. 'moved':
-  how far training took the table from its initial value, relative to it;
-  'delta_*': the same summaries of the change (trained - initial), where
-  whatever training wrote into the table shows.
-  """
-  records = []
-  for key, table in learned.items():
-    task, seed = key.rsplit('/', 1)
-    start = initial_table(scale, task, int(seed))
-    moved = float(np.linalg.norm(table - start) / np.linalg.norm(start))
-    for order_name, rows in (('sequence', None), ('signal', orders.get(task))):
-      if order_name == 'signal' and rows is None:
-        continue
-      pick = (lambda t: t) if rows is None else (lambda t, r=rows: t[r])
-      record = {'study': 'tables', 'task': task, 'seed': int(seed),
-                'order': order_name, 'rows': len(table), 'moved': moved}
-      for prefix, t in (('', pick(table)), ('initial_', pick(start)),
-                        ('delta_', pick(table - start))):
-        record.update({prefix + k: v for k, v in summarise(t).items()})
-      records.append(record)
-  return records
-
-
-def run_all(scale: Scale, selected: tuple[str, ...],
-            save: Callable[[str, Any], None] = lambda *_: None,
-            learned: dict[str, np.ndarray] | None = None):
-  """Runs the selected studies (of 'tasks', 'depth', 'lengths', 'tables'),
-  calling `save(study, records)` as each ends (and `save('learned_tables',
-  tables)` after 'tasks'); returns records by study, the
-  learned tables and seconds by study. 'tables' alone analyses `learned`
-  (study 1's saved tables) where given, else trains study 1 first."""
-  out, seconds = {}, {}
-  learned = learned or {}
-  plan = [('tasks', 'Study 1/5: which encoding, on which task', None),
-          ('tables', 'Study 4/5: what the learned table learns', None),
-          ('depth', 'Study 2/5: does position survive depth?', depth),
-          ('lengths', 'Study 3/5: lengths', lengths)]
-  for name, title, study in plan:
-    if name == 'tasks' and not ('tasks' in selected or (
-        'tables' in selected and not learned)):
-      continue
-    if name != 'tasks' and name not in selected:
-      continue
-    print(title, flush=True)
-    start = time.perf_counter()
-    if name == 'tasks':
-      out['tasks'], learned = tasks(scale)
-      if learned:
-        save('learned_tables', learned)
-    elif name == 'tables':
-      out['tables'] = tables(scale, learned, signal_orders(scale, learned))
-    else:
-      out[name] = study(scale)
-    seconds[name] = time.perf_counter() - start
-    save(name, out[name])
-  return out, learned, seconds
-
-
-def signal_orders(scale: Scale, learned: dict[str, np.ndarray]
-                  ) -> dict[str, np.ndarray]:
-  """For shuffled MNIST-1D at one step per token: the rows in signal order
-  (token j holds step permutation[j], so step k is row argsort(perm)[k])."""
-  orders = {}
-  for key in learned:
-    task = key.rsplit('/', 1)[0]
-    if task.startswith('mnist1d_shuffled p1'):
-      config = _mnist(scale, 'mnist1d_shuffled', 1, 'learned')
-      orders[task] = np.argsort(
-          data.mnist1d_permutation(config.data, int(key.rsplit('/', 1)[1])))
-  return orders

@@ -13,6 +13,7 @@ from experiments import fit
 from experiments import report
 from experiments import run
 from experiments import studies
+from experiments import tables
 from posenc import checkpoints
 from posenc import train
 
@@ -130,7 +131,7 @@ def test_harness_trains_what_posenc_main_trains(tmp_path):
   initial = train.create_train_state(
       jax.random.split(jax.random.key(3))[0], config, model)
   np.testing.assert_allclose(
-      studies.initial_table(studies.QUICK, 'argmax', 3),
+      tables.initial_table(studies.QUICK, 'argmax', 3),
       initial.params['posemb_learned']['pos_embedding'][0], atol=1e-6)
 
 
@@ -163,27 +164,27 @@ def test_table_summaries_see_smoothness_and_change():
   smooth = np.concatenate([np.sin(positions / 8 * (k + 1)) for k in range(4)]
                           + [np.cos(positions / 8 * (k + 1))
                              for k in range(4)], axis=1)
-  summary = studies.summarise(smooth)
+  summary = tables.summarise(smooth)
   assert summary['neighbour_cosine'] > 0.9 > summary['far_cosine']
   noise = np.random.default_rng(0).standard_normal((40, 64))
-  assert abs(studies.summarise(noise)['neighbour_cosine']) < 0.1
+  assert abs(tables.summarise(noise)['neighbour_cosine']) < 0.1
   ramp = np.outer(np.arange(10.0), np.linspace(-1, 1, 8))  # Rank one.
-  coords, explained = studies.principal_components(ramp)
+  coords, explained = tables.principal_components(ramp)
   assert coords.shape == (10, 3) and explained[0] > 0.999
   np.testing.assert_allclose(np.abs(np.diff(coords[:, 0])),
                              np.linalg.norm(ramp[1] - ramp[0]), rtol=1e-6)
 
   # A trained table = its initial draw + a smooth change: the summary of
   # the change sees the smoothness; 'signal' order undoes a permutation.
-  initial = studies.initial_table(studies.QUICK, 'mnist1d p1', 0)
+  initial = tables.initial_table(studies.QUICK, 'mnist1d p1', 0)
   perm = np.random.default_rng(1).permutation(40)
   shuffled_change = np.tile(smooth, (1, 8))[perm] * 0.3  # Token j: perm[j].
-  records = studies.tables(
+  records = tables.study(
       studies.QUICK, {'mnist1d p1/0': initial + shuffled_change},
       {'mnist1d p1': np.argsort(perm)})
   by_order = {r['order']: r for r in records}
   assert by_order['sequence']['delta_neighbour_cosine'] < 0.3
   assert by_order['signal']['delta_neighbour_cosine'] > 0.9
   assert by_order['signal']['moved'] > 0
-  untrained = studies.tables(studies.QUICK, {'mnist1d p1/0': initial}, {})
+  untrained = tables.study(studies.QUICK, {'mnist1d p1/0': initial}, {})
   assert untrained[0]['moved'] == 0
