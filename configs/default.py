@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.dropout_rate = 0.0  # Dropout on embeddings and residuals.
   config.model.attention_dropout_rate = 0.0  # Dropout on attention weights.
   config.model.pooling = 'mean'  # 'mean' over valid positions, or 'cls'.
+  # Speed options (measured in the README's Performance):
+  config.model.matmul_dtype = 'float32'  # 'bfloat16': products, f32 sums.
+  config.model.attention = 'einsum'  # 'fused': jax.nn.dot_product_attention.
+  config.model.remat = False  # Recompute block activations in backward.
 
   # Optimizer
   config.train = ml_collections.ConfigDict()
@@ -60,6 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.num_epochs = 5  # Passes over the training split.
   config.train.batch_size = 32  # Global batch, split over all devices.
   config.train.parallel = 'jit'  # 'jit' (sharded over a Mesh) or 'pmap'.
+  config.train.allocator = 'tcmalloc'  # Where installed (else 'system').
   config.train.log_every_steps = 50  # Fetch, log and write train metrics.
   config.train.checkpoint_every_steps = 500  # Save (and at the end).
   config.train.keep_checkpoints = 3  # Newest checkpoints kept.

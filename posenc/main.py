@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from posenc import allocator
 from posenc import distributed
 from posenc import evaluation
 from posenc import train
@@ -65,6 +66,10 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
+  try:  # First: it may restart this process.
+    allocator.use(config.train.allocator)
+  except ValueError as e:
+    raise app.UsageError(f'Invalid config: {e}') from None
   cluster = distributed.Cluster(_COORDINATOR.value, _NUM_PROCESSES.value,
                                 _PROCESS_ID.value, _AUTO.value, _TIMEOUT.value)
   try:

@@ -17,6 +17,26 @@ import jax.numpy as jnp
 from posenc import encodings
 
 POOLING_NAMES = ('mean', 'cls')
+ATTENTION_NAMES = ('einsum', 'fused')
+MATMUL_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def matmul(dtype: str):
+  """A `lax.dot_general` whose inputs are cast to `dtype`, accumulating and
+  returning float32: parameters, activations and gradients stay float32,
+  only the products run in `dtype` (on CPUs with AVX512-BF16, GPUs, TPUs)."""
+  if dtype == 'float32':
+    return jax.lax.dot_general
+  low = MATMUL_DTYPES[dtype]
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None,
+                  preferred_element_type=None, **kwargs):
+    del preferred_element_type  # Always float32.
+    return jax.lax.dot_general(lhs.astype(low), rhs.astype(low),
+                               dimension_numbers, precision=precision,
+                               preferred_element_type=jnp.float32, **kwargs)
+
+  return dot_general
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +59,9 @@ class ModelConfig:
   dropout_rate: float = 0.1
   attention_dropout_rate: float = 0.0
   pooling: str = 'mean'
+  matmul_dtype: str = 'float32'  # Or 'bfloat16' (float32 accumulation).
+  attention: str = 'einsum'  # Or 'fused': jax.nn.dot_product_attention.
+  remat: bool = False  # Recompute each block's activations in backward.
 
 
 class SelfAttention(nn.Module):
@@ -51,6 +74,8 @@ class SelfAttention(nn.Module):
   num_heads: int
   dropout_rate: float = 0.0
   rope_base: float = 10_000.0
+  matmul_dtype: str = 'float32'
+  attention: str = 'einsum'
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
@@ -59,8 +84,11 @@ class SelfAttention(nn.Module):
                train: bool) -> jax.Array:
     d_model = x_BxLxD.shape[-1]
     head_dim = d_model // self.num_heads
+    dot_general = matmul(self.matmul_dtype)
+    low = MATMUL_DTYPES[self.matmul_dtype]
     dense = lambda name, bias=True: nn.DenseGeneral(
-        (self.num_heads, head_dim), use_bias=bias, name=name)
+        (self.num_heads, head_dim), use_bias=bias, dot_general=dot_general,
+        name=name)
     q_BxLxHxK = dense('query')(x_BxLxD)
     # No key bias: it adds the same q.b to every logit of a query, which the
     # softmax cancels, so its gradient is zero up to rounding noise that Adam
@@ -72,44 +100,68 @@ class SelfAttention(nn.Module):
                                        self.rope_base)
       k_BxLxHxK = encodings.apply_rope(k_BxLxHxK, rope_positions_BxL,
                                        self.rope_base)
-    logits_BxHxLxL = jnp.einsum('bqhk,bshk->bhqs', q_BxLxHxK, k_BxLxHxK)
-    logits_BxHxLxL = logits_BxHxLxL / jnp.sqrt(head_dim).astype(x_BxLxD.dtype)
+    if self.attention == 'fused':  # cuDNN flash attention on GPU.
+      if mask_BxL is not None:
+        mask_BxL = mask_BxL[:, None, None, :]
+      out_BxLxHxK = jax.nn.dot_product_attention(
+          q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
+          bias=None if bias_BxHxLxL is None else bias_BxHxLxL.astype(low),
+          mask=mask_BxL).astype(jnp.float32)
+    else:
+      out_BxLxHxK = self._einsum_attention(
+          q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
+          mask_BxL, bias_BxHxLxL, train=train)
+    return nn.DenseGeneral(d_model, axis=(-2, -1), dot_general=dot_general,
+                           name='out')(out_BxLxHxK)
+
+  def _einsum_attention(self, q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxL,
+                        bias_BxHxLxL, *, train: bool) -> jax.Array:
+    """Softmax attention with the L x L weights materialised (and dropped
+    out in training); products in the inputs' dtype, summed in float32."""
+    logits_BxHxLxL = jnp.einsum('bqhk,bshk->bhqs', q_BxLxHxK, k_BxLxHxK,
+                                preferred_element_type=jnp.float32)
+    logits_BxHxLxL /= jnp.sqrt(q_BxLxHxK.shape[-1]).astype(jnp.float32)
     if bias_BxHxLxL is not None:
-      logits_BxHxLxL = logits_BxHxLxL + bias_BxHxLxL.astype(x_BxLxD.dtype)
+      logits_BxHxLxL += bias_BxHxLxL.astype(jnp.float32)
     if mask_BxL is not None:
       big_neg = jnp.finfo(logits_BxHxLxL.dtype).min
       logits_BxHxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxHxLxL,
                                  big_neg)
-    weights_BxHxLxL = jax.nn.softmax(logits_BxHxLxL.astype(jnp.float32))
-    weights_BxHxLxL = weights_BxHxLxL.astype(x_BxLxD.dtype)
+    weights_BxHxLxL = jax.nn.softmax(logits_BxHxLxL)
     weights_BxHxLxL = nn.Dropout(self.dropout_rate)(
         weights_BxHxLxL, deterministic=not train)
-    out_BxLxHxK = jnp.einsum('bhqs,bshk->bqhk', weights_BxHxLxL, v_BxLxHxK)
-    return nn.DenseGeneral(d_model, axis=(-2, -1), name='out')(out_BxLxHxK)
+    weights_BxHxLxL = weights_BxHxLxL.astype(v_BxLxHxK.dtype)
+    return jnp.einsum('bhqs,bshk->bqhk', weights_BxHxLxL, v_BxLxHxK,
+                      preferred_element_type=jnp.float32)
 
 
 class EncoderBlock(nn.Module):
-  """Pre-LayerNorm block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+  """Pre-LayerNorm block: x + Attn(LN(x)), then x + MLP(LN(x)).
+
+  `train` is positional (unlike the other modules' keyword-only flag) so that
+  `nn.remat` can hold it static: remat traces keyword arguments.
+  """
 
   config: ModelConfig
 
   @nn.compact
-  def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
-               bias_BxHxLxL: jax.Array | None = None,
-               rope_positions_BxL: jax.Array | None = None,
-               train: bool) -> jax.Array:
+  def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None,
+               train: bool, *, bias_BxHxLxL: jax.Array | None = None,
+               rope_positions_BxL: jax.Array | None = None) -> jax.Array:
     cfg = self.config
     y = nn.LayerNorm(name='ln_attn')(x_BxLxD)
     y = SelfAttention(cfg.num_heads, cfg.attention_dropout_rate, cfg.rope_base,
-                      name='attn')(y, mask_BxL, bias_BxHxLxL=bias_BxHxLxL,
-                                   rope_positions_BxL=rope_positions_BxL,
-                                   train=train)
+                      cfg.matmul_dtype, cfg.attention, name='attn')(
+                          y, mask_BxL, bias_BxHxLxL=bias_BxHxLxL,
+                          rope_positions_BxL=rope_positions_BxL, train=train)
     x_BxLxD = x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
     y = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
-    y = nn.Dense(cfg.mlp_dim, name='mlp_in')(y)
+    dot_general = matmul(cfg.matmul_dtype)
+    y = nn.Dense(cfg.mlp_dim, dot_general=dot_general, name='mlp_in')(y)
     y = nn.gelu(y)
     y = nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
-    y = nn.Dense(x_BxLxD.shape[-1], name='mlp_out')(y)
+    y = nn.Dense(x_BxLxD.shape[-1], dot_general=dot_general,
+                 name='mlp_out')(y)
     return x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
 
 
@@ -194,6 +246,10 @@ class EncoderClassifier(nn.Module):
 
     x_BxLxD = nn.Dropout(cfg.dropout_rate)(x_BxLxD, deterministic=not train)
     hidden = [x_BxLxD]
+    # remat: keep only each block's input for the backward pass and
+    # recompute the rest (less memory for long sequences, ~1/3 more compute).
+    block = (nn.remat(EncoderBlock, static_argnums=(3,))
+             if cfg.remat else EncoderBlock)
     for i in range(cfg.num_layers):
       if cfg.posemb == 'learned_every_layer' and i > 0:
         # Shared: the table added before block 0, again; else one per block.
@@ -204,9 +260,9 @@ class EncoderClassifier(nn.Module):
         x_BxLxD = jnp.concatenate(
             [x_BxLxD[:, :start], table(x_BxLxD[:, start:],
                                        table_positions_BxL)], 1)
-      x_BxLxD = EncoderBlock(cfg, name=f'block_{i}')(
-          x_BxLxD, mask, bias_BxHxLxL=bias_BxHxLxL,
-          rope_positions_BxL=rope_positions_BxL, train=train)
+      x_BxLxD = block(cfg, name=f'block_{i}')(
+          x_BxLxD, mask, train, bias_BxHxLxL=bias_BxHxLxL,
+          rope_positions_BxL=rope_positions_BxL)
       hidden.append(x_BxLxD)
     x_BxLxD = nn.LayerNorm(name='ln_final')(x_BxLxD)
 

@@ -13,6 +13,7 @@ import pathlib
 import jax
 import ml_collections
 
+from posenc import allocator
 from posenc import data
 from posenc import encodings
 from posenc import models
@@ -68,6 +69,9 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int, *,
           ('none',) + encodings.RESAMPLE_METHODS)
   _choice(config, 'model.pooling', models.POOLING_NAMES)
   _choice(config, 'train.parallel', PARALLEL_MODES)
+  _choice(config, 'train.allocator', allocator.ALLOCATORS)
+  _choice(config, 'model.matmul_dtype', tuple(models.MATMUL_DTYPES))
+  _choice(config, 'model.attention', models.ATTENTION_NAMES)
   for field in ('data.seq_len', 'data.n_features', 'data.num_classes',
                 'data.num_train', 'data.num_eval', 'model.d_model',
                 'model.num_heads', 'model.num_layers', 'model.mlp_dim',
@@ -150,6 +154,11 @@ def _check_model(config: ml_collections.ConfigDict, evaluating: bool) -> None:
           f'model.posemb_randomized=True draws positions from 0..max_len-1, '
           f'so model.max_len={m.max_len} must be larger than data.seq_len='
           f'{config.data.seq_len} (e.g. {4 * config.data.seq_len}).')
+  if m.attention == 'fused' and m.attention_dropout_rate:
+    raise ValueError(
+        "model.attention='fused' (jax.nn.dot_product_attention) has no "
+        f'dropout on the weights, but model.attention_dropout_rate='
+        f"{m.attention_dropout_rate}; valid: 0.0, or attention='einsum'.")
   if m.posemb_resample != 'none' and not evaluating:
     raise ValueError(
         f'model.posemb_resample={m.posemb_resample!r} applies when evaluating '
@@ -282,7 +291,9 @@ def _check_lengths(config: ml_collections.ConfigDict,
 # (Not train.parallel: pmap folds the device index into the dropout key.)
 RESUMABLE_CHANGES = ('train.num_epochs', 'train.log_every_steps',
                      'train.checkpoint_every_steps', 'train.keep_checkpoints',
-                     'data.cache_dir')
+                     'data.cache_dir',
+                     # Speed options with the same arithmetic.
+                     'train.allocator', 'model.remat', 'model.attention')
 
 
 def _flat(tree: dict, prefix: str = '') -> dict:

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from posenc import allocator
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / 'configs' / 'learned.py'
 
@@ -32,6 +34,8 @@ def test_default_config_learns_the_task_and_fills_the_workdir(tmp_path):
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['eval_accuracy'] >= 0.95, summary
   assert 'Done:' in result.stderr and 'eval_accuracy=' in result.stderr
+  if allocator.find_tcmalloc():  # The default train.allocator took effect.
+    assert 'restarting with LD_PRELOAD' in result.stderr
 
   config = json.loads((workdir / 'config.json').read_text())
   assert config['model']['posemb'] == 'learned'

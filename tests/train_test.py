@@ -137,3 +137,44 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
   config.train.log_every_steps = 1
   with pytest.raises(FloatingPointError, match=r'non-finite metrics at step'):
     train.train_and_evaluate(config, tmp_path)
+
+
+def _trajectory(config, num_steps=6):
+  """Per-step train losses and final parameters, 1 device, fixed batches."""
+  dataset, model, state, _ = _setup(config)
+  batches = data.train_batches(dataset.train, config.train.batch_size,
+                               np.random.default_rng(0))
+  step = jax.jit(train.train_step)
+  losses = []
+  for _, batch in zip(range(num_steps), batches):
+    state, metrics = step(state, batch, jax.random.key(1))
+    losses.append(float(metrics['train_loss']))
+  return np.array(losses), state.params, model
+
+
+@pytest.mark.parametrize('option, value, posemb, rtol', [
+    ('remat', True, 'learned', 0.0),  # Same arithmetic, recomputed.
+    ('matmul_dtype', 'bfloat16', 'learned', 2e-3),
+    ('attention', 'fused', 'alibi', 1e-5),  # A bias and a padding mask.
+])
+def test_speed_options_follow_the_plain_loss_trajectory(option, value, posemb,
+                                                        rtol):
+  config = _small_config()
+  config.data.min_seq_len = 4  # Padded batches: attention sees a mask.
+  config.model.posemb = posemb
+  config.model.dropout_rate = 0.1
+  plain_losses, plain_params, _ = _trajectory(config)
+  config.model[option] = value
+  losses, params, model = _trajectory(config)
+  assert plain_losses[-1] < plain_losses[0] - 0.05  # Training moves.
+  np.testing.assert_allclose(losses, plain_losses, rtol=rtol)
+  if option == 'matmul_dtype':  # Active: not bit-identical to float32...
+    assert not np.array_equal(losses, plain_losses)
+    # ...while parameters and Adam's state stay float32.
+    assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype('float32')}
+  if option == 'remat':  # Active: the gradient's program recomputes.
+    dummy = jnp.zeros((2, config.data.seq_len, config.data.n_features))
+    grad = jax.grad(lambda p: model.apply({'params': p}, dummy,
+                                          train=False)[0].sum())
+    assert 'remat' in str(jax.make_jaxpr(grad)(params))
+    jax.tree.map(np.testing.assert_array_equal, params, plain_params)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import strategies as st
 
 from configs import default
+from posenc import allocator
 from posenc import data
 from posenc import encodings
 from posenc import models
@@ -27,6 +28,10 @@ BAD_VALUES = [
     ('data.eval_seq_len', -2, r'data.eval_seq_len=-2.*positive integer'),
     ('model.pooling', 'max', r"model.pooling='max'.*mean, cls"),
     ('train.parallel', 'pjit', r"train.parallel='pjit'.*jit, pmap"),
+    ('train.allocator', 'jemalloc', r"allocator='jemalloc'.*tcmalloc, system"),
+    ('model.matmul_dtype', 'float16',
+     r"matmul_dtype='float16'.*float32, bfloat16"),
+    ('model.attention', 'flash', r"model.attention='flash'.*einsum, fused"),
     ('data.seq_len', 0, r'data.seq_len=0.*positive integer'),
     ('data.n_features', -3, r'data.n_features=-3.*positive integer'),
     ('data.num_train', 0, r'data.num_train=0.*positive integer'),
@@ -117,6 +122,8 @@ def _with(**fields):
      r'relative_num_buckets=7.*even number >= 4'),
     (dict(model__posemb='relative', model__relative_max_distance=8),
      r'relative_max_distance=8.*larger than relative_num_buckets // 4 = 8'),
+    (dict(model__attention='fused', model__attention_dropout_rate=0.1),
+     r"attention='fused'.*no dropout.*attention_dropout_rate=0.1; valid: 0.0"),
     (dict(model__posemb='none', model__posemb_randomized=True),
      r"posemb_randomized=True needs positions; model.posemb='none'"),
     (dict(model__posemb_randomized=True),
@@ -217,6 +224,9 @@ STRING_FIELDS = {
     'model.posemb_resample': ('none',) + encodings.RESAMPLE_METHODS,
     'model.pooling': models.POOLING_NAMES,
     'train.parallel': validate.PARALLEL_MODES,
+    'train.allocator': allocator.ALLOCATORS,
+    'model.matmul_dtype': tuple(models.MATMUL_DTYPES),
+    'model.attention': models.ATTENTION_NAMES,
 }
 _SETTINGS = hypothesis.settings(max_examples=200, deadline=None)
 
