@@ -5,8 +5,10 @@
 
 Times one Adam training step of the same encoder classifier (learned
 positions, pre-LN blocks, FFN 4 * d, mean pooling, cross-entropy) in posenc's
-jitted `train_step` and in PyTorch (eager, and torch.compile once per size),
-at the seed, medium and long sizes. Every measurement runs in its own
+jitted `train_step` (float32, and with model.matmul_dtype='bfloat16') and in
+PyTorch (float32 eager, and torch.compile once per size), at the seed,
+medium and long sizes. Both frameworks run on posenc's default allocator,
+tcmalloc, where it is installed (--allocator=system for glibc's). Every measurement runs in its own
 subprocess (so memory peaks and thread pools do not mix), and the frameworks
 alternate within each round, so a noisy machine slows both alike; the
 PyTorch side gets the same cores, threads and allocator. Reported per size:
@@ -24,6 +26,11 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable, NamedTuple
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from posenc import allocator  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 SIZES = {
     'seed': dict(seq_len=10, n_features=16, d_model=64, num_heads=4,
@@ -36,7 +43,8 @@ SIZES = {
 NUM_CLASSES = 10
 LEARNING_RATE = 1e-3
 MIN_REP_SECONDS = 0.5
-TCMALLOC = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4'
+# posenc's variants: model.matmul_dtype.
+POSENC_MATMUL_DTYPES = {'posenc': 'float32', 'posenc_bf16': 'bfloat16'}
 OUT = pathlib.Path(__file__).resolve().parent / 'results' / 'benchmark'
 
 
@@ -58,11 +66,20 @@ def _time_steps(run_steps, reps: int) -> list[float]:
   return times
 
 
-def _jax_worker(size: dict, reps: int) -> dict:
+class PosencStep(NamedTuple):
+  """posenc's compiled train step at one size, ready to run."""
+
+  steps: Callable[[int], None]  # Runs n steps, waits for the last.
+  compile_s: float
+  flops_per_step: float  # XLA's count.
+  hlo: str  # The optimised program.
+
+
+def posenc_step(size: dict, matmul_dtype: str = 'float32') -> PosencStep:
+  """The jitted, donated `train.train_step` of the benchmark's model."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import default  # pylint: disable=g-import-not-at-top
   from posenc import train  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
@@ -71,6 +88,7 @@ def _jax_worker(size: dict, reps: int) -> dict:
   for field in ('d_model', 'num_heads', 'num_layers'):
     config.model[field] = size[field]
   config.model.mlp_dim = 4 * size['d_model']
+  config.model.matmul_dtype = matmul_dtype
   config.train.learning_rate = LEARNING_RATE
   model = train.make_model(config)
   state = train.create_train_state(jax.random.key(0), config, model)
@@ -96,14 +114,23 @@ def _jax_worker(size: dict, reps: int) -> dict:
     jax.block_until_ready(metrics)
     holder[0] = s
 
-  times = _time_steps(run_steps, reps)
+  return PosencStep(run_steps, compile_s, float(cost['flops']),
+                    compiled.as_text())
+
+
+def _jax_worker(size: dict, reps: int, matmul_dtype: str = 'float32') -> dict:
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  run = posenc_step(size, matmul_dtype)
+  times = _time_steps(run.steps, reps)
   # The f32 matmul rate, in the same process: best of a few 2048^3 products.
   a = jnp.ones((2048, 2048), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
   matmul(a).block_until_ready()
   best = min(_timed(lambda: matmul(a).block_until_ready()) for _ in range(5))
-  return {'step_s': times, 'compile_s': compile_s,
-          'flops_per_step': float(cost['flops']),
+  return {'step_s': times, 'compile_s': run.compile_s,
+          'flops_per_step': run.flops_per_step,
           'matmul_gflops': 2 * 2048**3 / best / 1e9,
           'peak_rss_mb': _peak_rss_mb()}
 
@@ -149,8 +176,8 @@ def _torch_worker(size: dict, reps: int, compiled: bool) -> dict:
 
 def _worker(framework: str, size_name: str, reps: int) -> None:
   size = SIZES[size_name]
-  if framework == 'posenc':
-    result = _jax_worker(size, reps)
+  if framework in POSENC_MATMUL_DTYPES:
+    result = _jax_worker(size, reps, POSENC_MATMUL_DTYPES[framework])
   else:
     result = _torch_worker(size, reps, compiled=framework == 'torch_compile')
   print(json.dumps({'framework': framework, 'size': size_name, **result}))
@@ -192,30 +219,37 @@ def _summarise(runs: list[dict]) -> dict:
 def _markdown(summary: dict, machine: str) -> str:
   lines = [
       f'Machine: {machine}. Medians over rounds (min-max); each round runs '
-      'every framework once, alternating.', '',
-      '| size | shape | posenc (JAX jit) ex/s | tokens/s | compile s | '
-      'peak RSS MB, posenc vs eager | GFLOP/s (of matmul) | PyTorch eager ex/s | '
-      'torch.compile ex/s | posenc / eager |',
-      '|---|---|---|---|---|---|---|---|---|---|']
+      'every framework once, alternating. posenc runs float32 (the default) '
+      'and with model.matmul_dtype=bfloat16 (bfloat16 products, float32 sums '
+      'and parameters); PyTorch runs float32.', '',
+      '| size | shape | posenc ex/s | tokens/s | compile s | '
+      'peak RSS MB, posenc vs eager | GFLOP/s (of matmul) | posenc bf16 ex/s | '
+      'PyTorch eager ex/s | torch.compile ex/s | posenc / eager | '
+      'posenc bf16 / eager |',
+      '|---|---|---|---|---|---|---|---|---|---|---|---|']
+  fmt = lambda r: (f"{r['examples_per_s']:,.0f} ({r['examples_per_s_min']:,.0f}"
+                   f"-{r['examples_per_s_max']:,.0f})" if r else 'not run')
+  ratio = lambda a, b: (f"{a['examples_per_s'] / b['examples_per_s']:.2f}x"
+                        if a and b else '')
   for name, size in SIZES.items():
     if name not in summary:
       continue
     s = summary[name]
-    p, e, c = s.get('posenc'), s.get('torch_eager'), s.get('torch_compile')
+    p, b = s.get('posenc'), s.get('posenc_bf16')
+    e, c = s.get('torch_eager'), s.get('torch_compile')
     shape = (f"T={size['seq_len']}, d={size['d_model']}, "
              f"{size['num_layers']} layers, batch {size['batch_size']}")
-    fmt = lambda r: (f"{r['examples_per_s']:,.0f} ({r['examples_per_s_min']:,.0f}"
-                     f"-{r['examples_per_s_max']:,.0f})" if r else 'not run')
-    ratio = (f"{p['examples_per_s'] / e['examples_per_s']:.2f}x"
-             if p and e else '')
-    flops = (f"{p['gflops']:.1f} ({p['gflops'] / p['matmul_gflops']:.0%} of "
-             f"{p['matmul_gflops']:.0f})" if p else '')
-    lines.append(
-        f"| {name} | {shape} | {fmt(p)} | "
-        f"{p['tokens_per_s']:,.0f} | {p['compile_s']:.2f} | "
-        f"{p['peak_rss_mb']:.0f} vs {e['peak_rss_mb']:.0f} | {flops} | "
-        f"{fmt(e)} | {fmt(c)} | {ratio} |" if p and e else
-        f'| {name} | {shape} | {fmt(p)} | | | | | {fmt(e)} | {fmt(c)} | |')
+    if p:
+      flops = (f"{p['gflops']:.1f} ({p['gflops'] / p['matmul_gflops']:.0%} of "
+               f"{p['matmul_gflops']:.0f})")
+      memory = f"{p['peak_rss_mb']:.0f} vs " + (
+          f"{e['peak_rss_mb']:.0f}" if e else '-')
+      posenc = (f"{fmt(p)} | {p['tokens_per_s']:,.0f} | {p['compile_s']:.2f} | "
+                f'{memory} | {flops}')
+    else:
+      posenc = f'{fmt(p)} | | | |'
+    lines.append(f'| {name} | {shape} | {posenc} | {fmt(b)} | {fmt(e)} | '
+                 f'{fmt(c)} | {ratio(p, e)} | {ratio(b, e)} |')
   return '\n'.join(lines) + '\n'
 
 
@@ -227,10 +261,10 @@ def main() -> None:
   parser.add_argument('--out', default=str(OUT))
   parser.add_argument('--no-compile', action='store_true',
                       help='skip torch.compile')
-  parser.add_argument('--allocator', choices=('default', 'tcmalloc'),
-                      default='default',
-                      help='tcmalloc: preload it for both frameworks '
-                      f'({TCMALLOC}, Debian libtcmalloc-minimal4)')
+  parser.add_argument('--allocator', choices=allocator.ALLOCATORS,
+                      default=default.get_config().train.allocator,
+                      help="as posenc's train.allocator, for both frameworks "
+                      '(default: tcmalloc, where installed)')
   parser.add_argument('--worker', help=argparse.SUPPRESS)
   parser.add_argument('--size', help=argparse.SUPPRESS)
   args = parser.parse_args()
@@ -240,14 +274,16 @@ def main() -> None:
   sizes = args.sizes.split(',')
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   if args.allocator == 'tcmalloc':
-    if not pathlib.Path(TCMALLOC).exists():
-      parser.error(f'--allocator=tcmalloc: {TCMALLOC} not found; install '
-                   "Debian's libtcmalloc-minimal4")
-    env['LD_PRELOAD'] = TCMALLOC
+    if allocator.find_tcmalloc() is None:
+      print('tcmalloc is not installed: both frameworks use the system '
+            'allocator.', file=sys.stderr)
+      args.allocator = 'system'
+    else:
+      env['LD_PRELOAD'] = allocator.find_tcmalloc()
   runs = {s: {} for s in sizes}
   for round_ in range(args.rounds):
     for size in sizes:
-      frameworks = ['posenc', 'torch_eager']
+      frameworks = [*POSENC_MATMUL_DTYPES, 'torch_eager']
       if round_ % 2:
         frameworks.reverse()
       if round_ == 0 and not args.no_compile:

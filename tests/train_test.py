@@ -152,18 +152,28 @@ def _trajectory(config, num_steps=6):
   return np.array(losses), state.params, model
 
 
-@pytest.mark.parametrize('option, value, posemb, rtol', [
-    ('remat', True, 'learned', 0.0),  # Same arithmetic, recomputed.
-    ('matmul_dtype', 'bfloat16', 'learned', 2e-3),
-    ('attention', 'fused', 'alibi', 1e-5),  # A bias and a padding mask.
-])
-def test_speed_options_follow_the_plain_loss_trajectory(option, value, posemb,
-                                                        rtol):
+def _options_config() -> ml_collections.ConfigDict:
   config = _small_config()
-  config.data.min_seq_len = 4  # Padded batches: attention sees a mask.
-  config.model.posemb = posemb
+  config.data.min_seq_len = 4  # Padded batches: attention sees a mask...
+  config.model.posemb = 'alibi'  # ...and a bias.
   config.model.dropout_rate = 0.1
-  plain_losses, plain_params, _ = _trajectory(config)
+  return config
+
+
+@pytest.fixture(scope='module')
+def plain_trajectory():
+  return _trajectory(_options_config())
+
+
+@pytest.mark.parametrize('option, value, rtol', [
+    ('remat', True, 0.0),  # Same arithmetic, recomputed.
+    ('matmul_dtype', 'bfloat16', 2e-3),
+    ('attention', 'fused', 1e-5),
+])
+def test_speed_options_follow_the_plain_loss_trajectory(plain_trajectory,
+                                                        option, value, rtol):
+  plain_losses, plain_params, _ = plain_trajectory
+  config = _options_config()
   config.model[option] = value
   losses, params, model = _trajectory(config)
   assert plain_losses[-1] < plain_losses[0] - 0.05  # Training moves.
