@@ -7,9 +7,10 @@ Times one Adam training step of the same encoder classifier (learned
 positions, pre-LN blocks, FFN 4 * d, mean pooling, cross-entropy) in posenc's
 jitted `train_step` (float32, and with model.matmul_dtype='bfloat16') and in
 PyTorch (float32 eager, and torch.compile once per size), at the seed,
-medium and long sizes. Both frameworks run on posenc's default allocator,
-tcmalloc, where it is installed (--allocator=system for glibc's). Every measurement runs in its own
-subprocess (so memory peaks and thread pools do not mix), and the frameworks
+medium and long sizes. Both frameworks run on tcmalloc where it is installed
+(posenc's train.allocator='tcmalloc'; --allocator=system for glibc's malloc).
+Every measurement runs in its own subprocess (so memory peaks and thread
+pools do not mix), and the frameworks
 alternate within each round, so a noisy machine slows both alike; the
 PyTorch side gets the same cores, threads and allocator. Reported per size:
 median and spread (min-max over rounds) of examples/s and tokens/s, compile
@@ -73,14 +74,21 @@ class PosencStep(NamedTuple):
   compile_s: float
   flops_per_step: float  # XLA's count.
   hlo: str  # The optimised program.
+  temp_bytes: int  # XLA's temporary buffers for one step.
 
 
-def posenc_step(size: dict, matmul_dtype: str = 'float32') -> PosencStep:
-  """The jitted, donated `train.train_step` of the benchmark's model."""
+def posenc_step(size: dict, overrides: dict[str, str] | None = None
+                ) -> PosencStep:
+  """The jitted, donated `train.train_step` of the benchmark's model.
+
+  `overrides`: config fields and values as on the command line, e.g.
+  {'model.remat': 'True'}; checked as posenc.main checks a config.
+  """
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from posenc import train  # pylint: disable=g-import-not-at-top
+  from posenc import validate  # pylint: disable=g-import-not-at-top
 
   config = default.get_config()
   for field in ('seq_len', 'n_features'):
@@ -88,8 +96,15 @@ def posenc_step(size: dict, matmul_dtype: str = 'float32') -> PosencStep:
   for field in ('d_model', 'num_heads', 'num_layers'):
     config.model[field] = size[field]
   config.model.mlp_dim = 4 * size['d_model']
-  config.model.matmul_dtype = matmul_dtype
   config.train.learning_rate = LEARNING_RATE
+  for field, value in (overrides or {}).items():
+    group, _, name = field.rpartition('.')
+    target = config[group] if group else config
+    if name not in target:
+      raise KeyError(f'{field} is not a config field')
+    kind = type(target[name])
+    target[name] = (value.lower() == 'true' if kind is bool else kind(value))
+  validate.check_config(config, 1)
   model = train.make_model(config)
   state = train.create_train_state(jax.random.key(0), config, model)
   rng = np.random.default_rng(0)
@@ -115,14 +130,15 @@ def posenc_step(size: dict, matmul_dtype: str = 'float32') -> PosencStep:
     holder[0] = s
 
   return PosencStep(run_steps, compile_s, float(cost['flops']),
-                    compiled.as_text())
+                    compiled.as_text(),
+                    compiled.memory_analysis().temp_size_in_bytes)
 
 
 def _jax_worker(size: dict, reps: int, matmul_dtype: str = 'float32') -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  run = posenc_step(size, matmul_dtype)
+  run = posenc_step(size, {'model.matmul_dtype': matmul_dtype})
   times = _time_steps(run.steps, reps)
   # The f32 matmul rate, in the same process: best of a few 2048^3 products.
   a = jnp.ones((2048, 2048), jnp.float32)
@@ -262,9 +278,9 @@ def main() -> None:
   parser.add_argument('--no-compile', action='store_true',
                       help='skip torch.compile')
   parser.add_argument('--allocator', choices=allocator.ALLOCATORS,
-                      default=default.get_config().train.allocator,
+                      default='tcmalloc',
                       help="as posenc's train.allocator, for both frameworks "
-                      '(default: tcmalloc, where installed)')
+                      '(tcmalloc: where installed)')
   parser.add_argument('--worker', help=argparse.SUPPRESS)
   parser.add_argument('--size', help=argparse.SUPPRESS)
   args = parser.parse_args()

@@ -8,8 +8,8 @@ step's operations by kind: matrix products (XLA:CPU hands most to YNNPACK,
 fused with neighbouring elementwise work), copies and transposes, other
 elementwise and reductions; forward and backward apart; then the slowest
 operations with the model code they come from. The trace stays in --trace
-for TensorBoard's or Perfetto's viewer. Runs on posenc's default allocator
-(tcmalloc where installed), as the benchmark does.
+for TensorBoard's or Perfetto's viewer. Runs on tcmalloc where installed, as
+the benchmark does.
 """
 
 import argparse
@@ -47,16 +47,21 @@ def summarise(events: list[dict], num_steps: int, hlo: str,
               flops_per_step: float) -> str:
   """Per-step milliseconds by kind and direction, and the top operations."""
   per_op = collections.Counter()
+  count = 0
   for event in events:
     if event.get('ph') == 'X' and not event['name'].startswith(_RUNTIME):
       per_op[event['name']] += event['dur'] / 1e3 / num_steps
+      count += 1
   origin = _op_names(hlo)
   total = sum(per_op.values())
   by_kind = collections.Counter()
   for name, ms in per_op.items():
     backward = 'transpose(jvp(' in origin.get(name, '')
     by_kind[(_kind(name), 'backward' if backward else 'forward')] += ms
-  lines = [f'operations: {total:.1f} ms per step in all, by kind:']
+  lines = [f'{count / num_steps:.0f} timed operations per step (an operation '
+           f'split over threads counts once per piece), {total:.1f} ms in '
+           f'all ({total / count * num_steps * 1e3:.1f} us each on average; '
+           'they may overlap on several cores), by kind:']
   for (kind, direction), ms in sorted(by_kind.items(), key=lambda kv: -kv[1]):
     lines.append(f'  {ms:8.1f} ms  {ms / total:5.1%}  {kind}, {direction}')
   products_ms = sum(ms for (kind, _), ms in by_kind.items()
@@ -74,14 +79,26 @@ def summarise(events: list[dict], num_steps: int, hlo: str,
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--size', choices=benchmark.SIZES, default='medium')
-  parser.add_argument('--matmul_dtype', default='float32')
+  parser.add_argument('--set', action='append', default=[],
+                      metavar='FIELD=VALUE',
+                      help='a config override, e.g. model.remat=True or '
+                      'model.matmul_dtype=bfloat16 (repeatable)')
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--trace', default='/tmp/posenc_step_profile')
   args = parser.parse_args()
-  benchmark.allocator.use(benchmark.default.get_config().train.allocator)
+  benchmark.allocator.use('tcmalloc')  # As the benchmark.
   import jax  # pylint: disable=g-import-not-at-top
 
-  run = benchmark.posenc_step(benchmark.SIZES[args.size], args.matmul_dtype)
+  overrides = {}
+  for item in args.set:
+    field, sep, value = item.partition('=')
+    if not sep:
+      parser.error(f'--set={item!r}: expected FIELD=VALUE')
+    overrides[field] = value
+  try:
+    run = benchmark.posenc_step(benchmark.SIZES[args.size], overrides)
+  except (KeyError, TypeError, ValueError) as e:
+    parser.error(f'--set: {e}')
   run.steps(3)  # Warm.
   start = time.perf_counter()
   run.steps(args.steps)
@@ -92,9 +109,11 @@ def main() -> None:
   trace = sorted(pathlib.Path(args.trace).glob('**/*.trace.json.gz'),
                  key=lambda p: p.stat().st_mtime)[-1]
   events = json.loads(gzip.decompress(trace.read_bytes()))['traceEvents']
-  print(f'{args.size} ({benchmark.SIZES[args.size]}), matmul_dtype '
-        f'{args.matmul_dtype}, allocator {benchmark.allocator.loaded() or "system"}: '
-        f'{wall_ms:.1f} ms per step untraced; trace in {trace}')
+  print(f'{args.size} ({benchmark.SIZES[args.size]}), '
+        f'{overrides or "default options"}, allocator '
+        f'{benchmark.allocator.loaded() or "system"}: {wall_ms:.1f} ms per '
+        f'step untraced, {run.temp_bytes / 2**20:,.0f} MiB of temporary '
+        f"buffers (XLA's buffer assignment); trace in {trace}")
   print(summarise(events, args.steps, run.hlo, run.flops_per_step))
   sys.stdout.flush()
 

@@ -1,8 +1,9 @@
-"""The host memory allocator: tcmalloc where it is installed.
+"""The host memory allocator: tcmalloc on request, where it is installed.
 
 XLA:CPU allocates and frees every intermediate buffer of every step; with
 glibc's malloc that costs page faults each time (a step at the benchmark's
-medium size: 780 ms with glibc, 565 ms with tcmalloc on 2 cores; see the
+medium size runs about 40% faster with tcmalloc on 2 cores, while the
+seed-size main job trains about 12% slower, hence not the default; see the
 README's Performance). A preloaded library only takes effect when a process
 starts, so `use` re-executes the running command once, same arguments and
 environment plus `LD_PRELOAD`. Where tcmalloc is not installed it warns and

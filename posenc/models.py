@@ -64,26 +64,6 @@ class ModelConfig:
   remat: bool = False  # Recompute each block's activations in backward.
 
 
-@jax.custom_vjp
-def softmax(logits: jax.Array) -> jax.Array:
-  """`jax.nn.softmax` over the last axis, with a backward pass that reads
-  only the output and its cotangent (autodiff's reads several L x L
-  intermediates)."""
-  return jax.nn.softmax(logits)
-
-
-def _softmax_fwd(logits):
-  probs = jax.nn.softmax(logits)
-  return probs, probs
-
-
-def _softmax_bwd(probs, cotangent):
-  return (probs * (cotangent - (cotangent * probs).sum(-1, keepdims=True)),)
-
-
-softmax.defvjp(_softmax_fwd, _softmax_bwd)
-
-
 class SelfAttention(nn.Module):
   """Multi-head self-attention with an optional key padding mask.
 
@@ -147,7 +127,7 @@ class SelfAttention(nn.Module):
       big_neg = jnp.finfo(logits_BxHxLxL.dtype).min
       logits_BxHxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxHxLxL,
                                  big_neg)
-    weights_BxHxLxL = softmax(logits_BxHxLxL)
+    weights_BxHxLxL = jax.nn.softmax(logits_BxHxLxL)
     weights_BxHxLxL = nn.Dropout(self.dropout_rate)(
         weights_BxHxLxL, deterministic=not train)
     weights_BxHxLxL = weights_BxHxLxL.astype(v_BxLxHxK.dtype)

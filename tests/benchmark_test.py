@@ -49,3 +49,33 @@ def test_summary_and_table(benchmark):
                                         'torch_eager': eager}}, 'test machine')
   ratio = posenc['examples_per_s'] / eager['examples_per_s']
   assert f'| {ratio:.2f}x |' in table and 'not run' in table
+
+
+def test_step_profile_sums_the_trace_by_kind_and_direction(benchmark):
+  del benchmark  # Puts experiments/ on the path.
+  import step_profile  # pylint: disable=g-import-not-at-top
+  hlo = '\n'.join([
+      '%ynn_fusion.1 = f32[8,4] fusion(%a), metadata={op_name="jit(train_step)'
+      '/jvp(EncoderClassifier)/block_0/mlp_in/dot_general"}',
+      '%ynn_fusion.2 = f32[8,4] fusion(%b), metadata={op_name="jit(train_step)'
+      '/transpose(jvp(EncoderClassifier))/block_0/mlp_in/dot_general"}',
+      '%copy.3 = f32[4,8] copy(%c), metadata={op_name="jit(train_step)'
+      '/transpose(jvp(EncoderClassifier))/block_0/attn/transpose"}'])
+  event = lambda name, us: {'ph': 'X', 'name': name, 'dur': us}
+  events = [event('ynn_fusion.1', 1000), event('ynn_fusion.2', 3000),
+            event('copy.3', 1000), event('ThunkExecutor::Execute', 99000)]
+  text = step_profile.summarise(events, num_steps=1, hlo=hlo,
+                                flops_per_step=4e9)
+  assert '3 timed operations per step' in text and '5.0 ms in all' in text
+  assert '3.0 ms  60.0%  matrix products, backward' in text
+  assert '1.0 ms  20.0%  matrix products, forward' in text
+  assert '1.0 ms  20.0%  copies and transposes, backward' in text
+  assert 'they run at 1000 GFLOP/s' in text  # 4 GFLOP in 4 ms.
+  assert 'block_0/mlp_in/dot_general' in text
+
+
+def test_posenc_step_refuses_an_unknown_override(benchmark):
+  with pytest.raises(KeyError, match='model.nonsense is not a config field'):
+    benchmark.posenc_step(benchmark.SIZES['seed'], {'model.nonsense': '1'})
+  with pytest.raises(ValueError, match="model.attention='flash'"):
+    benchmark.posenc_step(benchmark.SIZES['seed'], {'model.attention': 'flash'})

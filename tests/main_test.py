@@ -34,8 +34,6 @@ def test_default_config_learns_the_task_and_fills_the_workdir(tmp_path):
   summary = json.loads((workdir / 'summary.json').read_text())
   assert summary['eval_accuracy'] >= 0.95, summary
   assert 'Done:' in result.stderr and 'eval_accuracy=' in result.stderr
-  if allocator.find_tcmalloc():  # The default train.allocator took effect.
-    assert 'restarting with LD_PRELOAD' in result.stderr
 
   config = json.loads((workdir / 'config.json').read_text())
   assert config['model']['posemb'] == 'learned'
@@ -59,12 +57,13 @@ def test_default_config_learns_the_task_and_fills_the_workdir(tmp_path):
 # training data to keep the suite short (eval_accuracy measured at seed 0:
 # sinusoidal 0.918, rope 0.893, alibi 0.666, learned_every_layer 0.912).
 # relative stays at chance until its full 16,384 sequences (10 epochs,
-# where it passes 0.9): here it only has to train and stay finite. Full-
+# where it passes 0.9): here, on 1,024, it only has to train and stay
+# finite; none is at chance by invariance, whatever its training. Full-
 # length results are in the configs' docstrings and the README's Results.
 @pytest.mark.parametrize('name,num_train,minimum', [
     ('sinusoidal', 4096, 0.8), ('rope', 4096, 0.8), ('alibi', 4096, 0.5),
-    ('relative', 4096, 0.0), ('learned_every_layer', 4096, 0.8),
-    ('none', 4096, None)])
+    ('relative', 1024, 0.0), ('learned_every_layer', 4096, 0.8),
+    ('none', 1024, None)])
 def test_every_encoding_config_trains_from_the_cli(tmp_path, name, num_train,
                                                    minimum):
   result = _run(REPO, f'--workdir={tmp_path}',
@@ -101,20 +100,23 @@ def test_learned_table_is_resampled_for_longer_eval(tmp_path):
   assert too_long.returncode != 0
   assert ('data.eval_seq_len=20 is longer than the learned table '
           '(model.max_len=10)') in too_long.stderr
-  for method in ('linear', 'nearest'):
-    result = _run(REPO, *base, '--mode=eval', '--config.data.eval_seq_len=20',
-                  f'--config.model.posemb_resample={method}')
-    assert result.returncode == 0, result.stderr[-3000:]
+  # One method from the command line ('nearest' is in encodings_test).
+  result = _run(REPO, *base, '--mode=eval', '--config.data.eval_seq_len=20',
+                '--config.model.posemb_resample=linear')
+  assert result.returncode == 0, result.stderr[-3000:]
   records = _read_jsonl(tmp_path / 'eval.jsonl')
-  assert [r['posemb_resample'] for r in records] == ['linear', 'nearest']
+  assert [r['posemb_resample'] for r in records] == ['linear']
   assert all(r['eval_seq_len'] == 20 and 0 <= r['eval_accuracy'] <= 1
              for r in records)
 
 
 def test_overrides_reach_the_resolved_config(tmp_path):
   result = _run(REPO, f'--workdir={tmp_path}', '--config.model.d_model=32',
-                '--config.data.num_train=256', '--config.train.num_epochs=1')
+                '--config.data.num_train=256', '--config.train.num_epochs=1',
+                '--config.train.allocator=tcmalloc')
   assert result.returncode == 0, result.stderr[-3000:]
+  if allocator.find_tcmalloc():  # The process restarted with it preloaded.
+    assert 'restarting with LD_PRELOAD' in result.stderr
   config = json.loads((tmp_path / 'config.json').read_text())
   assert config['model']['d_model'] == 32
   assert json.loads((tmp_path / 'summary.json').read_text())['step'] == 8
