@@ -10,9 +10,9 @@ PyTorch (float32 eager, and torch.compile once per size), at the seed,
 medium and long sizes. Both frameworks run on tcmalloc where it is installed
 (posenc's train.allocator='tcmalloc'; --allocator=system for glibc's malloc).
 Every measurement runs in its own subprocess (so memory peaks and thread
-pools do not mix), and the frameworks
-alternate within each round, so a noisy machine slows both alike; the
-PyTorch side gets the same cores, threads and allocator. Reported per size:
+pools do not mix), and the frameworks alternate within each round, so a
+noisy machine slows both alike; the PyTorch side gets the same cores,
+threads and allocator. Reported per size:
 median and spread (min-max over rounds) of examples/s and tokens/s, compile
 time, peak resident memory, and achieved FLOP/s (XLA's count for the step)
 as a fraction of an f32 matmul rate measured in the same run.
