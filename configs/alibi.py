@@ -9,7 +9,7 @@ position 0 is the anchor.
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

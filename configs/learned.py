@@ -18,7 +18,7 @@ Without positions (permutation-invariant; stays near chance, 0.1):
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

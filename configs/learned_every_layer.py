@@ -9,7 +9,7 @@ The direct test of whether position information fades with depth.
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

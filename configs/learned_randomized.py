@@ -14,7 +14,7 @@ feature 1 is largest (two classes at any length).
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -14,7 +14,7 @@ about 36% on its far longer band.
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

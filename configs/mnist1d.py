@@ -22,7 +22,7 @@ Shuffled variant, and one step per token:
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -13,12 +13,17 @@ Expected: test_accuracy 0.684 (seed 0, 2 CPU cores, about 100 s), against
 permutation breaks.
 """
 
+import pathlib
+
 import ml_collections
 
-from configs import mnist1d
+from posenc import config as posenc_config
 
 
 def get_config() -> ml_collections.ConfigDict:
+  # The sibling file by path: works from any working directory.
+  mnist1d = posenc_config.load_file(
+      pathlib.Path(__file__).with_name('mnist1d.py'))
   config = mnist1d.get_config()
   config.data.name = 'mnist1d_shuffled'
   return config

@@ -8,7 +8,7 @@ task (whose label is a function of the order) it stays at chance, 0.1.
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

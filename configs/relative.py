@@ -8,7 +8,7 @@ shared by all blocks as in T5.
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -8,7 +8,7 @@ Relative only: with mean pooling, nothing anchors absolute positions, so the
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

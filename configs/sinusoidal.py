@@ -7,7 +7,7 @@ Not trained: the same table for every run, added to the projected inputs.
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

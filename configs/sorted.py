@@ -11,7 +11,7 @@ Expected: eval_accuracy 0.932 (seed 0, 2 CPU cores, about 20 s); with
 
 import ml_collections
 
-from configs import default
+from posenc import config as default
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -1,7 +1,9 @@
 """Side-by-side training-step benchmark: posenc (JAX) against PyTorch.
 
-  pip install -e '.[bench]'          # torch==2.13.0, an optional extra
-  python experiments/benchmark.py    # writes experiments/results/benchmark.*
+  pip install -e '.[bench]'            # torch==2.13.0, an optional extra
+  python -m experiments.benchmark      # writes experiments/results/benchmark.*
+
+Run from the repository root.
 
 Times one Adam training step of the same encoder classifier (learned
 positions, pre-LN blocks, FFN 4 * d, mean pooling, cross-entropy) in posenc's
@@ -29,9 +31,8 @@ import sys
 import time
 from typing import Callable, NamedTuple
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
-from posenc import allocator  # pylint: disable=g-import-not-at-top,wrong-import-position
+from posenc import allocator
+from posenc import config as default
 
 SIZES = {
     'seed': dict(seq_len=10, n_features=16, d_model=64, num_heads=4,
@@ -46,7 +47,8 @@ LEARNING_RATE = 1e-3
 MIN_REP_SECONDS = 0.5
 # posenc's variants: model.matmul_dtype.
 POSENC_MATMUL_DTYPES = {'posenc': 'float32', 'posenc_bf16': 'bfloat16'}
-OUT = pathlib.Path(__file__).resolve().parent / 'results' / 'benchmark'
+REPO = pathlib.Path(__file__).resolve().parents[1]
+OUT = REPO / 'experiments' / 'results' / 'benchmark'
 
 
 def _peak_rss_mb() -> float:
@@ -87,6 +89,7 @@ def posenc_step(size: dict, overrides: dict[str, str] | None = None
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from posenc import data  # pylint: disable=g-import-not-at-top
   from posenc import train  # pylint: disable=g-import-not-at-top
   from posenc import validate  # pylint: disable=g-import-not-at-top
 
@@ -105,14 +108,19 @@ def posenc_step(size: dict, overrides: dict[str, str] | None = None
     kind = type(target[name])
     target[name] = (value.lower() == 'true' if kind is bool else kind(value))
   validate.check_config(config, 1)
-  model = train.make_model(config)
-  state = train.create_train_state(jax.random.key(0), config, model)
   rng = np.random.default_rng(0)
-  batch = {'inputs': jnp.asarray(rng.standard_normal(
-               (size['batch_size'], size['seq_len'], size['n_features']),
-               dtype=np.float32)),
-           'labels': jnp.asarray(rng.integers(0, NUM_CLASSES,
-                                              size['batch_size']))}
+  arrays = {'inputs': rng.standard_normal(
+                (size['batch_size'], size['seq_len'], size['n_features']),
+                dtype=np.float32),
+            'labels': rng.integers(0, NUM_CLASSES, size['batch_size'])}
+  # The model is sized by its data: this batch, NUM_CLASSES classes (as the
+  # PyTorch model).
+  dataset = data.Dataset.from_arrays(train=arrays, eval=arrays,
+                                     num_classes=NUM_CLASSES)
+  model = train.make_model(config, dataset)
+  state = train.create_train_state(jax.random.key(0), config, model,
+                                   dataset.example_inputs())
+  batch = {k: jnp.asarray(v) for k, v in dataset.train.items()}
   key = jax.random.key(1)
   step = jax.jit(train.train_step, donate_argnums=0)
   start = time.perf_counter()
@@ -159,7 +167,7 @@ def _timed(fn) -> float:
 
 def _torch_worker(size: dict, reps: int, compiled: bool) -> dict:
   import torch  # pylint: disable=g-import-not-at-top
-  import torch_model  # pylint: disable=g-import-not-at-top
+  from experiments import torch_model  # pylint: disable=g-import-not-at-top
 
   torch.manual_seed(0)
   model = torch_model.EncoderClassifier(
@@ -200,11 +208,9 @@ def _worker(framework: str, size_name: str, reps: int) -> None:
 
 
 def _spawn(framework: str, size: str, reps: int, env: dict) -> dict | None:
-  here = pathlib.Path(__file__).resolve().parent
   proc = subprocess.run(
-      [sys.executable, __file__, f'--worker={framework}', f'--size={size}',
-       f'--reps={reps}'], env={**env, 'PYTHONPATH': os.pathsep.join(
-           [str(here.parent), str(here)])},
+      [sys.executable, '-m', 'experiments.benchmark', f'--worker={framework}',
+       f'--size={size}', f'--reps={reps}'], cwd=REPO, env=env,
       capture_output=True, text=True, timeout=1800, check=False)
   if proc.returncode != 0:
     print(f'  {framework} {size}: failed ({proc.stderr.strip()[-300:]})',

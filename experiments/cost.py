@@ -23,11 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from configs import default
 from experiments import fit
+from posenc import config as default
+from posenc import data
 from posenc import train as train_lib
 
 GIB = 2**30
+NUM_CLASSES = 10  # As data.name='random' (its default num_classes).
 
 
 def config_for(encoding: str, seq_len: int, batch: int):
@@ -37,6 +39,14 @@ def config_for(encoding: str, seq_len: int, batch: int):
   config.model.posemb = encoding
   config.train.batch_size = batch
   return config
+
+
+def random_batch(batch: int, seq_len: int, n_features: int) -> data.Batch:
+  """Standard-normal features and uniform labels (as data.name='random')."""
+  rng = np.random.default_rng(0)
+  return {'inputs': rng.standard_normal((batch, seq_len, n_features),
+                                        np.float32),
+          'labels': rng.integers(0, NUM_CLASSES, batch).astype(np.int32)}
 
 
 def xla_peak_bytes(compiled) -> int:
@@ -53,14 +63,14 @@ def measure(encoding: str, lengths: list[int], batch: int, *,
   predicted_s = 0.0
   for seq_len in sorted(lengths):
     config = config_for(encoding, seq_len, batch)
-    model = train_lib.make_model(config)
+    batch_data = random_batch(batch, seq_len, config.data.n_features)
+    # The model is sized by the data it sees: this one batch, 10 classes.
+    dataset = data.Dataset.from_arrays(train=batch_data, eval=batch_data,
+                                       num_classes=NUM_CLASSES)
+    model = train_lib.make_model(config, dataset)
     rng = jax.random.key(0)
-    state = fit.init_states(config, model, rng[None])
+    state = fit.init_states(config, model, dataset.example_inputs(), rng[None])
     state = jax.tree.map(lambda x: x[0], state)
-    data_rng = np.random.default_rng(0)
-    batch_data = {
-        'inputs': data_rng.standard_normal((batch, seq_len, 16), np.float32),
-        'labels': data_rng.integers(0, 10, batch).astype(np.int32)}
     start = time.perf_counter()
     compiled = step.lower(state, batch_data, rng).compile()
     record = {'study': 'cost', 'encoding': encoding, 'seq_len': seq_len,

@@ -9,8 +9,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-from experiments import studies
-from experiments import tables as tables_lib
+from experiments import analysis
 
 # Greydanus (2020), MNIST-1D test accuracy: (plain, shuffled).
 PUBLISHED_MNIST1D = {'logistic regression': (0.32, 0.32), 'MLP': (0.68, 0.68),
@@ -141,7 +140,7 @@ def tables(learned: dict[str, np.ndarray], initial: dict[str, np.ndarray],
   panels = []
   for key, table in learned.items():
     task, seed = key.rsplit('/', 1)
-    if seed != first_seed or task in studies.BINARY_TASKS[2:] or (
+    if seed != first_seed or task in analysis.BINARY_TASKS[2:] or (
         ' p4' in task and 'tuned' not in task):
       continue  # Enough panels: two binary tasks, MNIST-1D mostly at p1.
     panels.append((task, table, table - initial[key]))
@@ -153,10 +152,10 @@ def tables(learned: dict[str, np.ndarray], initial: dict[str, np.ndarray],
                            squeeze=False)
   for k, (title, table, change) in enumerate(panels):
     for row, (t, what) in enumerate(((table, 'trained'), (change, 'change'))):
-      image = axes[row, k].imshow(tables_lib.cosine_similarity(t), vmin=-1,
+      image = axes[row, k].imshow(analysis.cosine_similarity(t), vmin=-1,
                                   vmax=1, cmap='RdBu_r')
       axes[row, k].set_title(f'{title}: {what}', fontsize=7)
-    coords, explained = tables_lib.principal_components(change)
+    coords, explained = analysis.principal_components(change)
     for c in range(coords.shape[1]):
       axes[2, k].plot(coords[:, c], label=f'PC{c + 1} ({explained[c]:.0%})')
     axes[2, k].set_xlabel('position')

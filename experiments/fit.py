@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
 from posenc import data
 from posenc import evaluation
@@ -66,43 +65,44 @@ def _train_epoch(state: train_lib.TrainState, batches: Batch,
   return state, losses.mean(0)
 
 
-def _check_members(configs: list[ml_collections.ConfigDict]) -> None:
+def _check_members(configs: list[ml_collections.ConfigDict],
+                   datasets: list[data.Dataset]) -> None:
   """Members may differ in their data only, and only where the model and
   the batches keep their shapes."""
-  first = configs[0]
-  for config in configs[1:]:
+  first, first_ds = configs[0], datasets[0]
+  for config, ds in zip(configs[1:], datasets[1:]):
     for field in ('model', 'train'):
       if config[field].to_dict() != first[field].to_dict():
         raise ValueError(f'members differ in config.{field}; only config.data '
                          'may differ within one run.')
-    for fn in (data.num_classes, data.vocab_size, data.input_shape):
-      if fn(config.data) != fn(first.data):
-        raise ValueError(f'members differ in {fn.__name__} '
-                         f'({fn(config.data)} != {fn(first.data)}).')
-    if (config.data.min_seq_len is None) != (first.data.min_seq_len is None):
-      raise ValueError('members must all set data.min_seq_len, or none.')
+    for fact in ('num_classes', 'vocab_size'):
+      if getattr(ds, fact) != getattr(first_ds, fact):
+        raise ValueError(f'members differ in {fact} ({getattr(ds, fact)} != '
+                         f'{getattr(first_ds, fact)}).')
+    for split in ('train', 'eval'):
+      shapes = {k: v.shape[1:] for k, v in getattr(ds, split).items()}
+      first_shapes = {k: v.shape[1:]
+                      for k, v in getattr(first_ds, split).items()}
+      if shapes != first_shapes:
+        raise ValueError(f'members differ in their {split} arrays '
+                         f'({shapes} != {first_shapes}).')
 
 
 def init_states(config: ml_collections.ConfigDict,
-                model: models.EncoderClassifier,
+                model: models.EncoderClassifier, inputs: np.ndarray,
                 init_rngs: jax.Array) -> train_lib.TrainState:
-  """`create_train_state` for every key in `init_rngs`, stacked.
+  """`train.create_train_state` for every key in `init_rngs`, stacked.
 
-  Run op by op (not jitted): `jax.jit(model.init)` compiles for seconds per
-  model, while the ops run here are compiled once per process and reused.
-  The keys give the same parameters as `create_train_state`.
+  The parameters come from `train.init_params` run op by op under `vmap`
+  (not jitted: `jax.jit(model.init)` compiles for seconds per model, while
+  the ops run here are compiled once per process and reused); the keys give
+  the same parameters as `create_train_state`.
   """
-  dtype = jnp.float32 if model.vocab_size is None else jnp.int32
-  dummy = jnp.zeros((1,) + data.input_shape(config.data), dtype)
-  tx = optax.adam(config.train.learning_rate)
-
-  def init(rng):
-    params = model.init(rng, dummy, train=False)['params']
-    return params, tx.init(params)
-  params, opt_state = jax.vmap(init)(init_rngs)
-  return train_lib.TrainState(
-      step=jnp.zeros(len(init_rngs), jnp.int32), apply_fn=model.apply,
-      params=params, tx=tx, opt_state=opt_state)
+  params = jax.vmap(lambda rng: train_lib.init_params(rng, model, inputs))(
+      init_rngs)
+  state = jax.vmap(lambda p: train_lib.create_train_state(
+      None, config, model, inputs, params=p))(params)
+  return state
 
 
 def train(configs: list[ml_collections.ConfigDict], seeds: list[int], *,
@@ -116,13 +116,16 @@ def train(configs: list[ml_collections.ConfigDict], seeds: list[int], *,
     raise ValueError(f'{len(configs)} configs for {len(seeds)} seeds.')
   for config in configs:
     validate.check_config(config, 1)
-  _check_members(configs)
-  config = configs[0]
-  model = train_lib.make_model(config)
   datasets = [data.load(c.data, seed) for c, seed in zip(configs, seeds)]
+  for config, ds in zip(configs, datasets):
+    validate.check_dataset(config, ds)
+  _check_members(configs, datasets)
+  config = configs[0]
+  model = train_lib.make_model(config, datasets[0])
   # As train.train_and_evaluate splits them, per member.
   keys = [jax.random.split(jax.random.key(seed)) for seed in seeds]
-  state = init_states(config, model, jnp.stack([k[0] for k in keys]))
+  state = init_states(config, model, datasets[0].example_inputs(),
+                      jnp.stack([k[0] for k in keys]))
   rngs = jnp.stack([k[1] for k in keys])
   batch_size = config.train.batch_size
   start = time.perf_counter()
@@ -158,23 +161,16 @@ def evaluate(run: Run, splits: list[Batch], *, resample: str = 'none'
   """Accuracy and loss per member on `splits` (one per member).
 
   Splits longer than a learned table are evaluated with the table resampled
-  (`resample`='linear' or 'nearest'), as `posenc.main --mode=eval` does.
+  (`resample`='linear' or 'nearest'), as `posenc.main --mode=eval` does
+  (`evaluation.for_length`); the sums are `train.eval_step`'s, exact.
   """
   sizes = {data.num_examples(split) for split in splits}
   if len(sizes) != 1 or len(splits) != len(run.seeds):
     raise ValueError(f'evaluate takes one split per member ({len(run.seeds)}),'
                      f' all of one size; got {len(splits)} of sizes {sizes}.')
-  model, params = run.model, run.params
   length = splits[0]['inputs'].shape[1]
-  rows = validate.learned_table_rows(run.config)
-  if rows is not None and length > rows:
-    if resample == 'none':
-      raise ValueError(f'evaluating at length {length} needs more than the '
-                       f'{rows} table rows; pass resample.')
-    params = jax.vmap(lambda p: evaluation.resample_tables(p, length,
-                                                           resample))(params)
-    model = model.clone(config=dataclasses.replace(model.config,
-                                                   max_len=length))
+  model, params, _ = evaluation.for_length(run.model, run.params, length,
+                                           resample, stacked=True)
   # One compiled program per batch shape, whatever the split's size.
   batches = zip(*[data.eval_batches(split, EVAL_BATCH) for split in splits])
   sums = jax.device_get(functools.reduce(

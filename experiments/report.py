@@ -1,4 +1,4 @@
-"""The README's Results section, rendered from the studies' records."""
+"""The generated part of docs/results.md, rendered from the studies' records."""
 
 import os
 import pathlib
@@ -28,15 +28,18 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
   return lines + ['']
 
 
-def _figure(out: pathlib.Path, repo: pathlib.Path, name: str,
+def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
             alt: str) -> list[str]:
+  """An image link to out/figures/<name>.png, relative to the directory
+  `links` of the document it goes into."""
   path = out / 'figures' / f'{name}.png'
   if not path.exists():
     return []
-  return [f'![{alt}]({os.path.relpath(path, repo)})', '']
+  link = pathlib.Path(os.path.relpath(path, links)).as_posix()
+  return [f'![{alt}]({link})', '']
 
 
-def _tasks(records, out, repo) -> list[str]:
+def _tasks(records, out, links) -> list[str]:
   metric = lambda r: r.get('test_accuracy', r.get('eval_accuracy'))
   values = figures.group(
       [dict(r, acc=metric(r)) for r in records], ('task', 'encoding'), 'acc')
@@ -81,12 +84,12 @@ def _tasks(records, out, repo) -> list[str]:
     lines += _table(['model', 'p1 plain', 'p1 shuffled', 'p1 cost of '
                      'shuffling', 'p4 plain', 'p4 shuffled',
                      'p4 cost of shuffling'], rows)
-  lines += _figure(out, repo, 'tasks', 'accuracy of every encoding on every '
+  lines += _figure(out, links, 'tasks', 'accuracy of every encoding on every '
                    'task')
   return lines
 
 
-def _depth(records, out, repo) -> list[str]:
+def _depth(records, out, links) -> list[str]:
   values = figures.group(records, ('depth', 'encoding', 'layer'),
                          'probe_accuracy')
   # task_accuracy is repeated on every layer's record: once per seed.
@@ -113,11 +116,11 @@ def _depth(records, out, repo) -> list[str]:
       row.append(_cell(task.get((d, e), [])))
     rows.append(row)
   lines += _table(header, rows)
-  lines += _figure(out, repo, 'depth', 'probe accuracy against layer')
+  lines += _figure(out, links, 'depth', 'probe accuracy against layer')
   return lines
 
 
-def _lengths(records, out, repo) -> list[str]:
+def _lengths(records, out, links) -> list[str]:
   values = figures.group(records, ('variant', 'task', 'eval_len'), 'accuracy')
   variants = list(dict.fromkeys(r['variant'] for r in records))
   task_names = list(dict.fromkeys(r['task'] for r in records))
@@ -136,11 +139,11 @@ def _lengths(records, out, repo) -> list[str]:
   rows = [[v] + [_cell(values.get((v, t, n), [])) for t in task_names
                  for n in lens] for v in variants]
   lines += _table(header, rows)
-  lines += _figure(out, repo, 'lengths', 'accuracy against evaluation length')
+  lines += _figure(out, links, 'lengths', 'accuracy against evaluation length')
   return lines
 
 
-def _tables(records, out, repo) -> list[str]:
+def _tables(records, out, links) -> list[str]:
   keys = list(dict.fromkeys((r['task'], r['order']) for r in records))
   lines = ['### 4. What the learned table learns', '',
            'The learned tables of study 1: how far training moved each '
@@ -168,7 +171,7 @@ def _tables(records, out, repo) -> list[str]:
   lines += _table(['task', 'row order', 'rows', 'moved', 'neighbour cos',
                    'far cos', 'change: neighbour cos', 'change: far cos',
                    'PC1/2/3 %', 'PC1/2/3 % before training'], rows)
-  lines += _figure(out, repo, 'tables', 'cosine similarity of learned '
+  lines += _figure(out, links, 'tables', 'cosine similarity of learned '
                    'position vectors and their principal components')
   return lines
 
@@ -177,7 +180,7 @@ def _gib(x: float) -> str:
   return f'{x:.0f} GiB' if x >= 10 else f'{x:.2g} GiB'
 
 
-def _cost(records, meta, out, repo) -> list[str]:
+def _cost(records, meta, out, links) -> list[str]:
   encodings = list(dict.fromkeys(r['encoding'] for r in records))
   lens = sorted({r['seq_len'] for r in records})
   memory = meta['machine']['memory_gib']
@@ -210,12 +213,16 @@ def _cost(records, meta, out, repo) -> list[str]:
     rows.append(row)
   lines += _table(['encoding'] + [str(n) for n in lens] + ['stops fitting'],
                   rows)
-  lines += _figure(out, repo, 'cost', 'step time and memory against length')
+  lines += _figure(out, links, 'cost', 'step time and memory against length')
   return lines
 
 
 def render(records: dict[str, list[dict]], meta: dict, out: pathlib.Path,
-           repo: pathlib.Path) -> str:
+           repo: pathlib.Path, links: pathlib.Path | None = None) -> str:
+  """The section between the markers. Image links are relative to `links`,
+  the directory of the document the section goes into (default `out`, where
+  `results.md` lies); the records' folder is named relative to `repo`."""
+  links = out if links is None else links
   m = meta['machine']
   seconds = meta.get('seconds', {})
   studies_s = {k: v for k, v in seconds.items()
@@ -231,24 +238,25 @@ def render(records: dict[str, list[dict]], meta: dict, out: pathlib.Path,
            f'JSON line per seed and setting) are in '
            f'`{os.path.relpath(out, repo)}/`.', '']
   if records.get('tasks'):
-    lines += _tasks(records['tasks'], out, repo)
+    lines += _tasks(records['tasks'], out, links)
   if records.get('depth'):
-    lines += _depth(records['depth'], out, repo)
+    lines += _depth(records['depth'], out, links)
   if records.get('lengths'):
-    lines += _lengths(records['lengths'], out, repo)
+    lines += _lengths(records['lengths'], out, links)
   if records.get('tables'):
-    lines += _tables(records['tables'], out, repo)
+    lines += _tables(records['tables'], out, links)
   if records.get('cost'):
-    lines += _cost(records['cost'], meta, out, repo)
+    lines += _cost(records['cost'], meta, out, links)
   return '\n'.join(lines + [END]) + '\n'
 
 
-def replace_section(readme: pathlib.Path, section: str) -> None:
-  """Replaces the text between the markers (inclusive) with `section`."""
-  text = readme.read_text()
+def replace_section(doc: pathlib.Path, section: str) -> None:
+  """Replaces the text of `doc` between the markers (inclusive) with
+  `section`; the hand-written text around them stays as it is."""
+  text = doc.read_text()
   if BEGIN.split(' (')[0] not in text or END not in text:
-    raise ValueError(f'{readme} has no results markers ({BEGIN!r} ... '
+    raise ValueError(f'{doc} has no results markers ({BEGIN!r} ... '
                      f'{END!r}); add them where the section belongs.')
   head, rest = text.split(BEGIN.split(' (')[0], 1)
   _, tail = rest.split(END, 1)
-  readme.write_text(head + section.rstrip('\n') + tail)
+  doc.write_text(head + section.rstrip('\n') + tail)

@@ -1,5 +1,5 @@
-"""Runs posenc's studies, writes their records and figures, and the README's
-Results section.
+"""Runs posenc's studies, writes their records and figures, and the generated
+part of docs/results.md.
 
   python -m experiments.run          # all five, 3 seeds (~60 min, 2 cores)
   python -m experiments.run --quick    # tiny sizes, 1 seed (about 2 min)
@@ -9,7 +9,8 @@ Results section.
 Writes to --out (default experiments/results/studies, or .../quick):
 <study>.jsonl (one record per seed and setting), learned_tables.npz,
 figures/*.png, results.md and run.json (command, machine, timings). A full
-run also replaces the part of README.md between the results markers.
+run also replaces the part of docs/results.md between the results markers;
+the hand-written text around them stays.
 """
 
 import argparse
@@ -133,9 +134,11 @@ def main(argv=None) -> None:
   parser.add_argument('--studies', default=','.join(STUDIES),
                       help=f'comma-separated, of {",".join(STUDIES)}')
   parser.add_argument('--out', type=pathlib.Path, default=None)
-  parser.add_argument('--readme', type=pathlib.Path, default=None,
-                      help='README to update (default: README.md on a full '
-                      'run, none with --quick)')
+  parser.add_argument('--doc', dest='doc', type=pathlib.Path,
+                      default=None,
+                      help='Markdown file whose results markers to fill '
+                      '(default: docs/results.md on a full run, none with '
+                      '--quick)')
   parser.add_argument('--report_only', action='store_true',
                       help='train nothing: redraw figures and the report '
                       'from the records in --out')
@@ -150,7 +153,7 @@ def main(argv=None) -> None:
   scale = studies.QUICK if args.quick else studies.FULL
   out = args.out or REPO / 'experiments' / 'results' / (
       'quick' if args.quick else 'studies')
-  readme = args.readme or (None if args.quick else REPO / 'README.md')
+  doc = args.doc or (None if args.quick else REPO / 'docs' / 'results.md')
   (out / 'figures').mkdir(parents=True, exist_ok=True)
   info = machine()
   meta_path = out / 'run.json'
@@ -205,12 +208,13 @@ def main(argv=None) -> None:
     figures.cost(on_disk['cost'], out / 'figures' / 'cost.png',
                  info['memory_gib'])
   meta_path.write_text(json.dumps(meta, indent=2))
-  section = report.render(on_disk, meta, out, REPO)
-  (out / 'results.md').write_text(section)
-  if readme is not None:
-    report.replace_section(readme, section)
+  # The same section twice, its image links relative to each file's folder.
+  (out / 'results.md').write_text(report.render(on_disk, meta, out, REPO))
+  if doc is not None:
+    report.replace_section(doc, report.render(
+        on_disk, meta, out, REPO, links=doc.parent))
   print(f'Done in {time.perf_counter() - start:.0f}s: {out / "results.md"}'
-        + (f', {readme}' if readme else ''), flush=True)
+        + (f', {doc}' if doc else ''), flush=True)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """Where posenc's training step spends its time, from a `jax.profiler` trace.
 
-  python experiments/step_profile.py --size=medium    # seed, medium, long
+  python -m experiments.step_profile --size=medium    # seed, medium, long
 
 Builds the benchmark's step (experiments/benchmark.py, same model and
 sizes), traces a few steps with `jax.profiler`, and prints the time of the
@@ -21,7 +21,8 @@ import re
 import sys
 import time
 
-import benchmark
+from experiments import benchmark
+from posenc import allocator
 
 _RUNTIME = ('ThunkExecutor', 'PjitFunction', 'CommonPjRt', 'ParseArguments',
             'PjRt', '$', 'SlinkyThreadPool')
@@ -86,7 +87,7 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--trace', default='/tmp/posenc_step_profile')
   args = parser.parse_args()
-  benchmark.allocator.use('tcmalloc')  # As the benchmark.
+  allocator.use('tcmalloc')  # As the benchmark.
   import jax  # pylint: disable=g-import-not-at-top
 
   overrides = {}
@@ -111,7 +112,7 @@ def main() -> None:
   events = json.loads(gzip.decompress(trace.read_bytes()))['traceEvents']
   print(f'{args.size} ({benchmark.SIZES[args.size]}), '
         f'{overrides or "default options"}, allocator '
-        f'{benchmark.allocator.loaded() or "system"}: {wall_ms:.1f} ms per '
+        f'{allocator.loaded() or "system"}: {wall_ms:.1f} ms per '
         f'step untraced, {run.temp_bytes / 2**20:,.0f} MiB of temporary '
         f"buffers (XLA's buffer assignment); trace in {trace}")
   print(summarise(events, args.steps, run.hlo, run.flops_per_step))

@@ -20,16 +20,16 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from configs import default
 from configs import mnist1d as mnist1d_config
+from experiments import analysis
 from experiments import fit
-from posenc import data
+from posenc import config as default
 from posenc import encodings
+from posenc.datasets import mnist1d
 from posenc.datasets import synthetic
 
 Record = dict[str, Any]
-ENCODINGS = encodings.POSEMB_NAMES
-BINARY_TASKS = ('before', 'sorted', 'marker')  # Two classes at any length.
+ENCODINGS = encodings.names()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,8 +91,10 @@ class Progress:
     return run
 
 
-def _config(scale: Scale, task: str, posemb: str,
-            **model: Any) -> ml_collections.ConfigDict:
+def task_config(scale: Scale, task: str, posemb: str,
+                **model: Any) -> ml_collections.ConfigDict:
+  """The base config for `task` with encoding `posemb` at `scale`'s sizes;
+  `model`: further config.model overrides."""
   config = default.get_config()
   config.data.name = task
   config.data.num_train = scale.synthetic_train
@@ -103,8 +105,9 @@ def _config(scale: Scale, task: str, posemb: str,
   return config
 
 
-def _listops(scale: Scale, posemb: str) -> ml_collections.ConfigDict:
-  config = _config(scale, 'listops', posemb, pooling='cls')
+def listops_config(scale: Scale, posemb: str) -> ml_collections.ConfigDict:
+  """ListOps in the short band, pooled through a class token."""
+  config = task_config(scale, 'listops', posemb, pooling='cls')
   config.data.seq_len = scale.listops_len
   config.data.min_seq_len = scale.listops_len // 4
   config.data.listops_max_depth = 3
@@ -112,9 +115,11 @@ def _listops(scale: Scale, posemb: str) -> ml_collections.ConfigDict:
   return config
 
 
-def _mnist(scale: Scale, name: str, patch: int,
-           posemb: str) -> ml_collections.ConfigDict:
-  config = _config(scale, name, posemb)
+def mnist_config(scale: Scale, name: str, patch: int,
+                 posemb: str) -> ml_collections.ConfigDict:
+  """MNIST-1D `name` ('mnist1d' or 'mnist1d_shuffled') in tokens of
+  `patch` steps, on configs/mnist1d.py's fixed data seed."""
+  config = task_config(scale, name, posemb)
   config.data.update(seed=mnist1d_config.get_config().data.seed,
                      patch_size=patch, seq_len=40 // patch,
                      num_train=scale.mnist_train, num_eval=400)
@@ -141,15 +146,15 @@ def tasks(scale: Scale) -> tuple[list[Record], dict[str, np.ndarray]]:
   """Study 1. Returns records and the learned tables (for study 4), keyed
   'task/seed'."""
   groups = {  # Tasks trained together share the model's shapes.
-      'argmax': lambda e: {'argmax': _config(scale, 'argmax', e)},
+      'argmax': lambda e: {'argmax': task_config(scale, 'argmax', e)},
       'before, sorted, marker': lambda e: {
-          t: _config(scale, t, e) for t in BINARY_TASKS},
-      'listops': lambda e: {'listops': _listops(scale, e)},
+          t: task_config(scale, t, e) for t in analysis.BINARY_TASKS},
+      'listops': lambda e: {'listops': listops_config(scale, e)},
   }
   for patch in scale.mnist_patches:
     groups[f'mnist1d, patch {patch}'] = lambda e, p=patch: {
-        f'{name} p{p}': _mnist(scale, name, p, e)
-        for name in data.MNIST1D}
+        f'{name} p{p}': mnist_config(scale, name, p, e)
+        for name in mnist1d.SOURCE.names}
   progress = Progress('tasks', len(groups) * len(scale.encodings)
                       + scale.tuned_mnist)
   records, tables = [], {}
@@ -202,7 +207,7 @@ def depth(scale: Scale) -> list[Record]:
   n = scale.probe_sequences
   for num_layers in scale.depths:
     for posemb in scale.encodings:
-      config = _config(scale, 'argmax', posemb, num_layers=num_layers)
+      config = task_config(scale, 'argmax', posemb, num_layers=num_layers)
       config.data.num_train = scale.depth_train
       seeds = list(scale.seeds)
       run = progress.train(f'{posemb}, {num_layers} blocks', [config] *
@@ -254,8 +259,8 @@ def lengths(scale: Scale) -> list[Record]:
   length = scale.length
   for name, (model, resample) in variants.items():
     configs = {}
-    for task in BINARY_TASKS:
-      config = _config(scale, task, **model)
+    for task in analysis.BINARY_TASKS:
+      config = task_config(scale, task, **model)
       config.data.update(seq_len=length, min_seq_len=length // 2,
                          num_train=scale.length_train)
       configs[task] = config

@@ -1,48 +1,19 @@
 """Study 4: what the learned tables of study 1 look like, and what training
 changed in them (cosine similarity of rows, principal components)."""
 
-from typing import Any
-
 import jax
 import ml_collections
 import numpy as np
 
 from configs import mnist1d as mnist1d_config
+from experiments import analysis
 from experiments import fit
 from experiments import studies
 from posenc import data
 from posenc import train as train_lib
+from posenc.datasets import mnist1d
 
 Record = studies.Record
-
-
-def cosine_similarity(table: np.ndarray) -> np.ndarray:
-  """Rows' pairwise cosines (0 where a row is all zeros)."""
-  norm = np.linalg.norm(table, axis=1, keepdims=True)
-  unit = table / np.where(norm > 0, norm, 1)
-  return unit @ unit.T
-
-
-def principal_components(table: np.ndarray, k: int = 3
-                         ) -> tuple[np.ndarray, np.ndarray]:
-  """The rows' coordinates on the first k components, and the fraction of
-  variance each explains."""
-  centred = table - table.mean(0)
-  u, s, _ = np.linalg.svd(centred, full_matrices=False)
-  total = (s**2).sum()
-  return u[:, :k] * s[:k], (s**2 / (total if total > 0 else 1))[:k]
-
-
-def summarise(table: np.ndarray) -> dict[str, Any]:
-  """Mean cosine similarity of neighbouring rows and of rows at least half
-  the table apart; variance explained by the first 3 components."""
-  sim = cosine_similarity(table)
-  n = len(table)
-  offsets = np.abs(np.subtract.outer(np.arange(n), np.arange(n)))
-  _, explained = principal_components(table)
-  return {'neighbour_cosine': float(sim[offsets == 1].mean()),
-          'far_cosine': float(sim[offsets >= n // 2].mean()),
-          'explained_variance_3': [float(x) for x in explained]}
 
 
 def _task_config(scale: studies.Scale, task: str) -> ml_collections.ConfigDict:
@@ -52,19 +23,21 @@ def _task_config(scale: studies.Scale, task: str) -> ml_collections.ConfigDict:
     return mnist1d_config.get_config()
   if task.startswith('mnist1d'):
     name, patch = task.split(' p')
-    return studies._mnist(scale, name, int(patch), 'learned')
+    return studies.mnist_config(scale, name, int(patch), 'learned')
   if task == 'listops':
-    return studies._listops(scale, 'learned')
-  return studies._config(scale, task, 'learned')
+    return studies.listops_config(scale, 'learned')
+  return studies.task_config(scale, task, 'learned')
 
 
 def initial_table(scale: studies.Scale, task: str, seed: int) -> np.ndarray:
   """The learned table of `task` and `seed` before training (the same keys
   as fit.train)."""
   config = _task_config(scale, task)
-  model = train_lib.make_model(config)
+  dataset = data.load(config.data, seed)
+  model = train_lib.make_model(config, dataset)
   init_rng = jax.random.split(jax.random.key(seed))[0]
-  state = fit.init_states(config, model, init_rng[None])
+  state = fit.init_states(config, model, dataset.example_inputs(),
+                          init_rng[None])
   return np.asarray(state.params['posemb_learned']['pos_embedding'][0, 0])
 
 
@@ -91,7 +64,8 @@ def study(scale: studies.Scale, learned: dict[str, np.ndarray],
                 'order': order_name, 'rows': len(table), 'moved': moved}
       for prefix, t in (('', pick(table)), ('initial_', pick(start)),
                         ('delta_', pick(table - start))):
-        record.update({prefix + k: v for k, v in summarise(t).items()})
+        record.update({prefix + k: v
+                       for k, v in analysis.summarise(t).items()})
       records.append(record)
   return records
 
@@ -104,7 +78,7 @@ def signal_orders(scale: studies.Scale, learned: dict[str, np.ndarray]
   for key in learned:
     task = key.rsplit('/', 1)[0]
     if task.startswith('mnist1d_shuffled p1'):
-      config = studies._mnist(scale, 'mnist1d_shuffled', 1, 'learned')
+      config = studies.mnist_config(scale, 'mnist1d_shuffled', 1, 'learned')
       orders[task] = np.argsort(
-          data.mnist1d_permutation(config.data, int(key.rsplit('/', 1)[1])))
+          mnist1d.permutation(config.data, int(key.rsplit('/', 1)[1])))
   return orders

@@ -4,7 +4,7 @@ XLA:CPU allocates and frees every intermediate buffer of every step; with
 glibc's malloc that costs page faults each time (a step at the benchmark's
 medium size runs about 40% faster with tcmalloc on 2 cores, while the
 seed-size main job trains about 12% slower, hence not the default; see the
-README's Performance). A preloaded library only takes effect when a process
+docs/performance.md). A preloaded library only takes effect when a process
 starts, so `use` re-executes the running command once, same arguments and
 environment plus `LD_PRELOAD`. Where tcmalloc is not installed it warns and
 goes on with the system allocator.

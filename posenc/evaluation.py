@@ -13,6 +13,7 @@ from absl import logging
 from posenc import checkpoints
 from posenc import data
 from posenc import encodings
+from posenc import models
 from posenc import parallel
 from posenc import train
 from posenc import validate
@@ -27,6 +28,32 @@ def resample_tables(params: Any, new_len: int, method: str) -> Any:
   return flax.traverse_util.unflatten_dict(flat)
 
 
+def for_length(model: models.EncoderClassifier, params: Any, length: int,
+               method: str, *, stacked: bool = False
+               ) -> tuple[models.EncoderClassifier, Any, bool]:
+  """The model and parameters for inputs of `length` steps:
+  `(model, params, resampled)`.
+
+  Where the encoding has a learned table (`Encoding.has_table`) with fewer
+  rows than `length`, the tables are resampled with `method` ('linear' or
+  'nearest'; 'none' is then an error) and the model's `max_len` follows.
+  `stacked`: `params` carry a leading axis (several members), resampled
+  each.
+  """
+  rows = model.config.max_len
+  if not encodings.get(model.config.posemb).has_table or length <= rows:
+    return model, params, False
+  if method == 'none':
+    raise ValueError(
+        f'evaluating at length {length} needs more than the {rows} rows of '
+        "the learned table; valid: model.posemb_resample='linear' or "
+        "'nearest'.")
+  resample = lambda p: resample_tables(p, length, method)
+  params = jax.vmap(resample)(params) if stacked else resample(params)
+  model = model.clone(config=dataclasses.replace(model.config, max_len=length))
+  return model, params, True
+
+
 def evaluate_checkpoint(config: ml_collections.ConfigDict,
                         workdir: str | pathlib.Path) -> dict[str, Any]:
   """Evaluates the newest intact checkpoint in `workdir` on `config`'s eval
@@ -39,28 +66,24 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
   validate.check_config(config, jax.device_count(), evaluating=True)
   workdir = pathlib.Path(workdir)
   dataset = data.load(config.data, config.seed)
-  model = train.make_model(config)
-  target = train.create_train_state(jax.random.key(config.seed), config, model)
+  validate.check_dataset(config, dataset, evaluating=True)
+  model = train.make_model(config, dataset)
+  target = train.create_train_state(jax.random.key(config.seed), config, model,
+                                    dataset.example_inputs())
   restored = checkpoints.restore_latest(workdir, target)
   if restored is None:
     raise FileNotFoundError(
         f'no intact checkpoint in {checkpoints.directory(workdir)}; train '
         'with the same --workdir first.')
   state, _ = restored
-  params = state.params
-
-  eval_len = data.eval_seq_len(config.data)
-  table_rows = validate.learned_table_rows(config)
-  resampled = table_rows is not None and eval_len > table_rows
-  if resampled:
-    params = resample_tables(params, eval_len, config.model.posemb_resample)
-    model = model.clone(
-        config=dataclasses.replace(model.config, max_len=eval_len))
+  eval_len = dataset.eval_seq_len
+  model, params, resampled = for_length(model, state.params, eval_len,
+                                        config.model.posemb_resample)
   eval_fn, place_batch = train.make_eval(model.apply)
   metrics = parallel.evaluate(eval_fn, place_batch, params, dataset.eval,
-                           config.train.batch_size)
+                              config.train.batch_size)
   record = {'step': int(state.step), 'eval_seq_len': eval_len,
-            'train_seq_len': config.data.seq_len,
+            'train_seq_len': dataset.seq_len,
             'posemb_resample': config.model.posemb_resample if resampled
                                else 'none', **metrics}
   if jax.process_index() == 0:
@@ -68,6 +91,6 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
       f.write(json.dumps(record) + '\n')
   logging.info('Evaluated step %d at length %d (trained at %d, resample %s): '
                'eval_accuracy=%.4f eval_loss=%.4f', record['step'], eval_len,
-               config.data.seq_len, record['posemb_resample'],
+               dataset.seq_len, record['posemb_resample'],
                metrics['eval_accuracy'], metrics['eval_loss'])
   return record

@@ -26,7 +26,6 @@ from posenc import allocator
 from posenc import distributed
 from posenc import evaluation
 from posenc import train
-from posenc import validate
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
@@ -38,7 +37,7 @@ _MODE = flags.DEFINE_enum(
     'mode', 'train', ['train', 'eval'],
     'train: train and evaluate; eval: evaluate the newest checkpoint in the '
     'workdir on the eval split (data.eval_seq_len steps).')
-# Several processes (hosts): see the README's "Several hosts".
+# Several processes (hosts): see docs/running.md, "Several hosts".
 _COORDINATOR = flags.DEFINE_string(
     'coordinator_address', None,
     'host:port of process 0, the same for every process. Unset (and no '
@@ -83,11 +82,6 @@ def main(argv: list[str]) -> None:
     sys.exit(1)
   if jax.process_index() != 0:  # Process 0 speaks for all.
     logging.set_verbosity(logging.WARNING)
-  try:
-    validate.check_config(config, jax.device_count(),
-                          evaluating=_MODE.value == 'eval')
-  except ValueError as e:
-    raise app.UsageError(f'Invalid config: {e}') from None
   workdir = _WORKDIR.value or default_workdir(
       config_flags.get_config_filename(flags.FLAGS['config']))
   logging.info('Workdir: %s', workdir)

@@ -13,7 +13,9 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
+from posenc import checks
 from posenc import encodings
 
 POOLING_NAMES = ('mean', 'cls')
@@ -41,46 +43,80 @@ def matmul(dtype: str):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Mirrors `config.model` one-to-one (see configs/default.py)."""
+  """The model's hyper-parameters; `config.model` mirrors it one-to-one.
 
+  These defaults are the only ones: `posenc.config.get_config()` builds the
+  config's model group from them.
+  """
+
+  # Positional encoding: a name registered in posenc.encodings.
   posemb: str = 'learned'
-  posemb_init_std: float = encodings.DEFAULT_POSEMB_INIT_STD
+  posemb_init_std: float = encodings.DEFAULT_POSEMB_INIT_STD  # Tables' init.
   posemb_share: bool = True  # learned_every_layer: one table for all blocks.
   posemb_randomized: bool = False  # Random sorted positions in training.
-  posemb_resample: str = 'none'  # Used when evaluating beyond max_len.
-  rope_base: float = 10_000.0
-  relative_num_buckets: int = 32
-  relative_max_distance: int = 128
-  max_len: int | None = None  # Rows of learned tables; None: data.seq_len.
-  d_model: int = 64
-  num_heads: int = 4
-  num_layers: int = 2
-  mlp_dim: int = 256
-  dropout_rate: float = 0.1
-  attention_dropout_rate: float = 0.0
-  pooling: str = 'mean'
-  matmul_dtype: str = 'float32'  # Or 'bfloat16' (float32 accumulation).
-  attention: str = 'einsum'  # Or 'fused': jax.nn.dot_product_attention.
+  posemb_resample: str = 'none'  # Eval beyond max_len: linear/nearest.
+  rope_base: float = 10_000.0  # rope: wavelength base.
+  relative_num_buckets: int = 32  # relative: buckets (both sides).
+  relative_max_distance: int = 128  # relative: last bucket's offset.
+  max_len: int | None = None  # Rows of position tables; None: the data's L.
+  d_model: int = 64  # Width of the residual stream.
+  num_heads: int = 4  # Attention heads; must divide d_model.
+  num_layers: int = 2  # Encoder blocks.
+  mlp_dim: int = 256  # Hidden width of each block's MLP.
+  dropout_rate: float = 0.0  # Dropout on embeddings and residuals.
+  attention_dropout_rate: float = 0.0  # Dropout on attention weights.
+  pooling: str = 'mean'  # 'mean' over valid positions, or 'cls'.
+  # Speed options (measured in docs/performance.md):
+  matmul_dtype: str = 'float32'  # 'bfloat16': products, float32 sums.
+  attention: str = 'einsum'  # 'fused': jax.nn.dot_product_attention.
   remat: bool = False  # Recompute each block's activations in backward.
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The model group's own fields and combinations (not the encoding's)."""
+  checks.choice(config, 'model.pooling', POOLING_NAMES)
+  checks.choice(config, 'model.matmul_dtype', tuple(MATMUL_DTYPES))
+  checks.choice(config, 'model.attention', ATTENTION_NAMES)
+  for field in ('d_model', 'num_heads', 'num_layers', 'mlp_dim'):
+    checks.positive_int(config, f'model.{field}')
+  checks.positive_int(config, 'model.max_len', optional=True)
+  for field in ('dropout_rate', 'attention_dropout_rate'):
+    checks.real(config, f'model.{field}', low=0.0, high=1.0,
+                low_inclusive=True)
+  for field in ('posemb_randomized', 'remat'):
+    checks.boolean(config, f'model.{field}')
+  m = config.model
+  if m.d_model % m.num_heads:
+    raise ValueError(
+        f'model.d_model={m.d_model} is not divisible by model.num_heads='
+        f'{m.num_heads}; valid num_heads divide d_model, e.g. '
+        f'{checks.divisors(m.d_model)[:8]}.')
+  if m.attention == 'fused' and m.attention_dropout_rate:
+    raise ValueError(
+        "model.attention='fused' (jax.nn.dot_product_attention) has no "
+        f'dropout on the weights, but model.attention_dropout_rate='
+        f"{m.attention_dropout_rate}; valid: 0.0, or attention='einsum'.")
 
 
 class SelfAttention(nn.Module):
   """Multi-head self-attention with an optional key padding mask.
 
-  Positions enter through `rope_positions` (rotary queries and keys) and/or
-  `bias` (added to the logits: ALiBi, relative).
+  Positions enter through the encoding's `rotate` of queries and keys (when
+  it acts by 'rotation', at `positions_BxL`) and/or `bias` (added to the
+  logits: ALiBi, relative).
   """
 
   num_heads: int
+  encoding: encodings.Encoding
+  config: ModelConfig
   dropout_rate: float = 0.0
-  rope_base: float = 10_000.0
   matmul_dtype: str = 'float32'
   attention: str = 'einsum'
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
                bias_BxHxLxL: jax.Array | None = None,
-               rope_positions_BxL: jax.Array | None = None,
+               positions_BxL: jax.Array | None = None,
                train: bool) -> jax.Array:
     d_model = x_BxLxD.shape[-1]
     head_dim = d_model // self.num_heads
@@ -95,11 +131,9 @@ class SelfAttention(nn.Module):
     # would amplify into random updates.
     k_BxLxHxK = dense('key', bias=False)(x_BxLxD)
     v_BxLxHxK = dense('value')(x_BxLxD)
-    if rope_positions_BxL is not None:
-      q_BxLxHxK = encodings.apply_rope(q_BxLxHxK, rope_positions_BxL,
-                                       self.rope_base)
-      k_BxLxHxK = encodings.apply_rope(k_BxLxHxK, rope_positions_BxL,
-                                       self.rope_base)
+    if 'rotation' in self.encoding.acts:
+      q_BxLxHxK = self.encoding.rotate(self.config, q_BxLxHxK, positions_BxL)
+      k_BxLxHxK = self.encoding.rotate(self.config, k_BxLxHxK, positions_BxL)
     if self.attention == 'fused':  # cuDNN flash attention on GPU.
       if mask_BxL is not None:
         mask_BxL = mask_BxL[:, None, None, :]
@@ -143,17 +177,19 @@ class EncoderBlock(nn.Module):
   """
 
   config: ModelConfig
+  encoding: encodings.Encoding
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None,
                train: bool, *, bias_BxHxLxL: jax.Array | None = None,
-               rope_positions_BxL: jax.Array | None = None) -> jax.Array:
+               positions_BxL: jax.Array | None = None) -> jax.Array:
     cfg = self.config
     y = nn.LayerNorm(name='ln_attn')(x_BxLxD)
-    y = SelfAttention(cfg.num_heads, cfg.attention_dropout_rate, cfg.rope_base,
-                      cfg.matmul_dtype, cfg.attention, name='attn')(
+    y = SelfAttention(cfg.num_heads, self.encoding, cfg,
+                      cfg.attention_dropout_rate, cfg.matmul_dtype,
+                      cfg.attention, name='attn')(
                           y, mask_BxL, bias_BxHxLxL=bias_BxHxLxL,
-                          rope_positions_BxL=rope_positions_BxL, train=train)
+                          positions_BxL=positions_BxL, train=train)
     x_BxLxD = x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
     y = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
     dot_general = matmul(cfg.matmul_dtype)
@@ -201,30 +237,27 @@ class EncoderClassifier(nn.Module):
     batch, seq_len, _ = x_BxLxD.shape
     if mask is not None:
       chex.assert_shape(mask, (batch, seq_len))
-    encodings.check_posemb(cfg.posemb)
+    encoding = encodings.get(cfg.posemb)
     max_len = seq_len if cfg.max_len is None else cfg.max_len
+    site = encodings.Site(cfg, max_len, train)
     randomized = cfg.posemb_randomized and train
     if randomized:  # Ruoss et al. (2023): sorted random subset of 0..M-1.
       positions_BxL = encodings.random_positions(
           self.make_rng('positions'), batch, seq_len, max_len)
     else:
       positions_BxL = encodings.default_positions(batch, seq_len)
-    # Tables take explicit positions only when randomized; else the first L.
+    # Added encodings take explicit positions only when randomized; else
+    # None, the first L rows.
     table_positions_BxL = positions_BxL if randomized else None
+    if 'inputs' in encoding.acts:
+      x_BxLxD = encoding.embed(site, x_BxLxD, table_positions_BxL)
 
-    add_posemb = None  # Added before the first block.
-    if cfg.posemb == 'sinusoidal':
-      add_posemb = encodings.SinusoidalPosEmbed(name='posemb_sinusoidal')
-    elif cfg.posemb in encodings.LEARNED_TABLES:
-      add_posemb = encodings.LearnedPosEmbed(
-          max_len, cfg.posemb_init_std, name='posemb_learned')
-    if add_posemb is not None:
-      x_BxLxD = add_posemb(x_BxLxD, table_positions_BxL)
-
+    start = 0  # Where the sequence starts: after the class token, if any.
     if cfg.pooling == 'cls':
       # As in big_vision's ViT: the class token is prepended after positions
       # are added, so it carries none and the table stays `max_len` long.
       # Inside attention it sits at position 0, the sequence at 1, 2, ...
+      start = 1
       cls_1x1xD = self.param('cls', nn.initializers.zeros, (1, 1, cfg.d_model))
       x_BxLxD = jnp.concatenate(
           [jnp.broadcast_to(cls_1x1xD, (batch, 1, cfg.d_model)), x_BxLxD], 1)
@@ -236,34 +269,25 @@ class EncoderClassifier(nn.Module):
       attn_positions_BxL = positions_BxL
 
     bias_BxHxLxL = None
-    if cfg.posemb == 'alibi':
-      bias_BxHxLxL = encodings.alibi_bias(cfg.num_heads, attn_positions_BxL)
-    elif cfg.posemb == 'relative':  # One table shared by all blocks, as in T5.
-      bias_BxHxLxL = encodings.RelativePositionBias(
-          cfg.num_heads, cfg.relative_num_buckets, cfg.relative_max_distance,
-          name='posemb_relative')(attn_positions_BxL)
-    rope_positions_BxL = (attn_positions_BxL if cfg.posemb == 'rope' else None)
+    if 'bias' in encoding.acts:
+      bias_BxHxLxL = encoding.attention_bias(site, attn_positions_BxL)
 
     x_BxLxD = nn.Dropout(cfg.dropout_rate)(x_BxLxD, deterministic=not train)
     hidden = [x_BxLxD]
     # remat: keep only each block's input for the backward pass and
     # recompute the rest. On XLA:CPU (jax 0.10.2) it measured slower with no
-    # smaller temporary buffers; see the README's Performance.
+    # smaller temporary buffers; see docs/performance.md.
     block = (nn.remat(EncoderBlock, static_argnums=(3,))
              if cfg.remat else EncoderBlock)
     for i in range(cfg.num_layers):
-      if cfg.posemb == 'learned_every_layer' and i > 0:
-        # Shared: the table added before block 0, again; else one per block.
-        # A class token, if any, gets nothing.
-        table = add_posemb if cfg.posemb_share else encodings.LearnedPosEmbed(
-            max_len, cfg.posemb_init_std, name=f'posemb_learned_{i}')
-        start = 1 if cfg.pooling == 'cls' else 0
+      if 'blocks' in encoding.acts and i > 0:  # The class token gets nothing.
         x_BxLxD = jnp.concatenate(
-            [x_BxLxD[:, :start], table(x_BxLxD[:, start:],
-                                       table_positions_BxL)], 1)
-      x_BxLxD = block(cfg, name=f'block_{i}')(
+            [x_BxLxD[:, :start],
+             encoding.before_block(site, i, x_BxLxD[:, start:],
+                                   table_positions_BxL)], 1)
+      x_BxLxD = block(cfg, encoding, name=f'block_{i}')(
           x_BxLxD, mask, train, bias_BxHxLxL=bias_BxHxLxL,
-          rope_positions_BxL=rope_positions_BxL)
+          positions_BxL=attn_positions_BxL)
       hidden.append(x_BxLxD)
     x_BxLxD = nn.LayerNorm(name='ln_final')(x_BxLxD)
 

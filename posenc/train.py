@@ -1,10 +1,9 @@
 """Train state, pure train/eval steps, and the training loop."""
 
+import dataclasses
 import functools
 import json
 import pathlib
-import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -21,30 +20,91 @@ from posenc import data
 from posenc import metrics as metrics_lib
 from posenc import models
 from posenc import parallel as parallel_lib
+from posenc import preemption as preemption_lib
 from posenc import validate
 
 TrainState = train_state.TrainState
 Metrics = dict[str, jax.Array]
 
 
-def model_config(config: ml_collections.ConfigDict) -> models.ModelConfig:
-  return models.ModelConfig(**config.model.to_dict())
+def model_config(config: ml_collections.ConfigDict,
+                 dataset: data.Dataset | None = None) -> models.ModelConfig:
+  """`config.model` as the typed `ModelConfig`; an unset `max_len` becomes
+  the dataset's training length."""
+  cfg = models.ModelConfig(**config.model.to_dict())
+  if cfg.max_len is None and dataset is not None:
+    cfg = dataclasses.replace(cfg, max_len=dataset.seq_len)
+  return cfg
 
 
-def make_model(config: ml_collections.ConfigDict) -> models.EncoderClassifier:
-  return models.EncoderClassifier(model_config(config),
-                                  num_classes=data.num_classes(config.data),
-                                  vocab_size=data.vocab_size(config.data))
+def make_model(config: ml_collections.ConfigDict,
+               dataset: data.Dataset) -> models.EncoderClassifier:
+  """The classifier for `config.model`, sized by the loaded `dataset`
+  (classes, vocabulary or features, training length)."""
+  return models.EncoderClassifier(model_config(config, dataset),
+                                  num_classes=dataset.num_classes,
+                                  vocab_size=dataset.vocab_size)
+
+
+def make_optimizer(config: ml_collections.ConfigDict
+                   ) -> optax.GradientTransformation:
+  """`config.train.optimizer` at `config.train.learning_rate`."""
+  t = config.train
+  if t.optimizer == 'adam':
+    return optax.adam(t.learning_rate)
+  if t.optimizer == 'adamw':
+    return optax.adamw(t.learning_rate, weight_decay=t.weight_decay)
+  if t.optimizer == 'sgd':
+    return optax.sgd(t.learning_rate)
+  raise ValueError(f'train.optimizer={t.optimizer!r} is not valid; valid '
+                   f'values: {", ".join(validate.OPTIMIZERS)}.')
+
+
+def init_params(rng: jax.Array, model: models.EncoderClassifier,
+                inputs: np.ndarray | jax.Array) -> Any:
+  """The model's parameters for inputs shaped like `inputs` (not jitted:
+  `create_train_state` jits it; vmap it for several seeds)."""
+  return model.init(rng, inputs, train=False)['params']
+
+
+def _check_params(params: Any, expected: Any) -> None:
+  """Given parameters must have the model's tree, shapes and dtypes."""
+  want = {jax.tree_util.keystr(p): (x.shape, x.dtype) for p, x in
+          jax.tree_util.tree_leaves_with_path(expected)}
+  got = {jax.tree_util.keystr(p): (jnp.shape(x), jnp.result_type(x))
+         for p, x in jax.tree_util.tree_leaves_with_path(params)}
+  missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+  if missing or extra:
+    raise ValueError(f'the given params do not fit the model: missing '
+                     f'{missing[:5]}, unexpected {extra[:5]}.')
+  for path, (shape, dtype) in want.items():
+    if got[path] != (shape, dtype):
+      raise ValueError(f'the given params{path} has shape and dtype '
+                       f'{got[path]}; the model needs {(shape, dtype)}.')
 
 
 def create_train_state(rng: jax.Array, config: ml_collections.ConfigDict,
-                       model: models.EncoderClassifier) -> TrainState:
-  """Initialises parameters (for `config.data.seq_len` tokens) and Adam."""
-  dtype = jnp.float32 if model.vocab_size is None else jnp.int32
-  dummy = jnp.zeros((1,) + data.input_shape(config.data), dtype)
-  params = jax.jit(functools.partial(model.init, train=False))(rng, dummy)
-  return TrainState.create(apply_fn=model.apply, params=params['params'],
-                           tx=optax.adam(config.train.learning_rate))
+                       model: models.EncoderClassifier,
+                       inputs: np.ndarray | jax.Array, *,
+                       params: Any = None,
+                       tx: optax.GradientTransformation | None = None
+                       ) -> TrainState:
+  """Parameters for inputs shaped like `inputs` (one example,
+  `dataset.example_inputs()`) and the optimizer state.
+
+  `params`: start from these instead of initialising (checked against the
+  model's shapes); `tx`: an optax transformation instead of
+  `make_optimizer(config)`.
+  """
+  if params is None:
+    params = jax.jit(functools.partial(init_params, model=model))(rng,
+                                                                   inputs=inputs)
+  else:
+    _check_params(params, jax.eval_shape(
+        functools.partial(init_params, model=model, inputs=inputs),
+        jax.random.key(0)))
+  tx = make_optimizer(config) if tx is None else tx
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
 def _loss_and_accuracy(logits: jax.Array, labels: jax.Array,
@@ -132,44 +192,21 @@ def _first_non_finite(history: list[tuple[int, dict[str, float]]]) -> None:
           'check the inputs.')
 
 
-class _Preemption:
-  """While active, SIGTERM and SIGINT set `requested` instead of killing the
-  process, so the loop can finish its step and save. A second signal gets
-  the default behaviour."""
-
-  def __init__(self):
-    self.requested: str | None = None
-    self._previous = {}
-
-  def _handle(self, signum, frame):
-    del frame
-    self.requested = signal.Signals(signum).name
-    logging.warning('Received %s: stopping after this step, then saving. '
-                    'Send it again to stop at once.', self.requested)
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-
 def _mean(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for _, m in history])) for k in history[0][1]}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, *,
+                       dataset: data.Dataset | None = None,
+                       params: Any = None,
                        devices: list[jax.Device] | None = None
                        ) -> dict[str, Any]:
   """Trains `config`, evaluating after every epoch; returns the summary.
 
+  `dataset`: your own data (`data.Dataset.from_arrays`) instead of the one
+  `config.data` names; its digest is recorded, so a resumed run refuses
+  other data. `params`: start from these parameters (a fresh run only).
   Resumes from the newest intact checkpoint in `workdir` (the config must
   match the one it was trained with). On SIGTERM or SIGINT, finishes the
   step, saves and returns a summary with 'preempted'. `devices`: where the
@@ -178,15 +215,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   devices = jax.devices() if devices is None else devices
   validate.check_config(config, len(devices))
   workdir = pathlib.Path(workdir)
-  validate.check_resume(config, workdir)  # Before any file is written.
+  if dataset is None:
+    data_sha256 = data.fingerprint(config)
+    dataset = data.load(config.data, config.seed)
+  else:
+    data_sha256 = dataset.sha256()
+  validate.check_dataset(config, dataset)
+  validate.check_resume(config, workdir, data_sha256)  # Before any write.
   start_time = time.perf_counter()
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
 
-  dataset = data.load(config.data, config.seed)
-  model = make_model(config)
+  model = make_model(config, dataset)
   init_rng, dropout_rng = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(init_rng, config, model)
+  state = create_train_state(init_rng, config, model,
+                             dataset.example_inputs(), params=params)
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
   batch_size = config.train.batch_size
   steps_per_epoch = data.num_examples(dataset.train) // batch_size
@@ -211,9 +254,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           '--workdir.')
   if is_chief:  # Lines after the start are written again (all, if fresh).
     metrics_lib.truncate(workdir, start_step)
-    (workdir / 'config.json').write_text(config.to_json_best_effort(indent=2))
+    (workdir / 'config.json').write_text(json.dumps(
+        validate.run_record(config, data_sha256), indent=2))
   logging.info('Model: %s, %d parameters, %d devices (%s).',
-               model_config(config), num_params, len(devices),
+               model.config, num_params, len(devices),
                config.train.parallel)
 
   parallel = make_parallel(config.train.parallel, model.apply, devices)
@@ -256,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     saved_steps.append(step)
 
   try:
-    with _Preemption() as preemption:
+    with preemption_lib.Preemption() as preemption:
       batches = iter(())
       while step < num_steps and not preemption.requested:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)

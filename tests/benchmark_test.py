@@ -1,27 +1,16 @@
 """The benchmark's posenc side runs and reports sane figures (not timings:
-speed is judged by running experiments/benchmark.py, never by a test)."""
+speed is judged by running `python -m experiments.benchmark`, never by a
+test)."""
 
-import importlib.util
-import pathlib
-import sys
+import os
 
 import pytest
 
-EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / 'experiments'
+from experiments import benchmark
+from experiments import step_profile
 
 
-@pytest.fixture(scope='module')
-def benchmark():
-  spec = importlib.util.spec_from_file_location(
-      'benchmark', EXPERIMENTS / 'benchmark.py')
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, str(EXPERIMENTS))
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_posenc_worker_reports_throughput_flops_and_memory(benchmark,
-                                                           monkeypatch):
+def test_posenc_worker_reports_throughput_flops_and_memory(monkeypatch):
   monkeypatch.setattr(benchmark, 'MIN_REP_SECONDS', 0.05)
   result = benchmark._jax_worker(benchmark.SIZES['seed'], reps=2)  # pylint: disable=protected-access
   assert len(result['step_s']) == 2 and min(result['step_s']) > 0
@@ -35,7 +24,7 @@ def test_posenc_worker_reports_throughput_flops_and_memory(benchmark,
   assert result['flops_per_step'] >= 3 * forward
 
 
-def test_summary_and_table(benchmark):
+def test_summary_and_table():
   run = {'size': 'seed', 'step_s': [0.01, 0.02], 'compile_s': 1.0,
          'peak_rss_mb': 500.0, 'matmul_gflops': 100.0,
          'flops_per_step': 1e8}
@@ -51,9 +40,7 @@ def test_summary_and_table(benchmark):
   assert f'| {ratio:.2f}x |' in table and 'not run' in table
 
 
-def test_step_profile_sums_the_trace_by_kind_and_direction(benchmark):
-  del benchmark  # Puts experiments/ on the path.
-  import step_profile  # pylint: disable=g-import-not-at-top
+def test_step_profile_sums_the_trace_by_kind_and_direction():
   hlo = '\n'.join([
       '%ynn_fusion.1 = f32[8,4] fusion(%a), metadata={op_name="jit(train_step)'
       '/jvp(EncoderClassifier)/block_0/mlp_in/dot_general"}',
@@ -74,8 +61,19 @@ def test_step_profile_sums_the_trace_by_kind_and_direction(benchmark):
   assert 'block_0/mlp_in/dot_general' in text
 
 
-def test_posenc_step_refuses_an_unknown_override(benchmark):
+def test_posenc_step_refuses_an_unknown_override():
   with pytest.raises(KeyError, match='model.nonsense is not a config field'):
     benchmark.posenc_step(benchmark.SIZES['seed'], {'model.nonsense': '1'})
   with pytest.raises(ValueError, match="model.attention='flash'"):
     benchmark.posenc_step(benchmark.SIZES['seed'], {'model.attention': 'flash'})
+
+
+def test_spawned_worker_runs_as_a_module_from_any_directory(tmp_path,
+                                                           monkeypatch):
+  monkeypatch.chdir(tmp_path)  # The worker must not depend on the caller's.
+  env = {k: v for k, v in os.environ.items()
+         if k != 'PYTHONPATH'}
+  result = benchmark._spawn('posenc', 'seed', 1, env)  # pylint: disable=protected-access
+  assert result is not None, 'the worker failed; see its stderr above'
+  assert result['framework'] == 'posenc' and result['size'] == 'seed'
+  assert len(result['step_s']) == 1 and result['flops_per_step'] > 0

@@ -221,4 +221,4 @@ class ResampleTest(parameterized.TestCase):
 def test_unknown_posemb_lists_valid_names():
   with pytest.raises(ValueError, match=r"'rotary'.*learned, sinusoidal, none, "
                      r'rope, alibi, relative, learned_every_layer'):
-    encodings.check_posemb('rotary')
+    encodings.get('rotary')

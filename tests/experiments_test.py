@@ -2,19 +2,22 @@
 posenc.main, and the probes' and summaries' math."""
 
 import json
+import re
 
 import chex
 import jax
 import numpy as np
 import pytest
 
-from configs import default
+from posenc import config as default
+from experiments import analysis
 from experiments import fit
 from experiments import report
 from experiments import run
 from experiments import studies
 from experiments import tables
 from posenc import checkpoints
+from posenc import data
 from posenc import train
 
 
@@ -84,20 +87,40 @@ def test_quick_mode_writes_records_figures_and_report(quick):
   assert set(meta['seconds']) >= set(run.STUDIES)
 
 
+def _image_links(text):
+  return re.findall(r'!\[[^\]]*\]\(([^)]+)\)', text)
+
+
 def test_report_replaces_only_the_marked_section(quick, tmp_path):
-  readme = tmp_path / 'README.md'
-  readme.write_text('# t\n\nbefore\n\n<!-- results:begin -->\nold\n'
-                    '<!-- results:end -->\n\nafter\n')
-  args = ['--quick', f'--out={quick}', '--report_only', f'--readme={readme}']
+  doc = tmp_path / 'docs' / 'results.md'
+  doc.parent.mkdir()
+  doc.write_text('# t\n\nbefore\n\n<!-- results:begin -->\nold\n'
+                 '<!-- results:end -->\n\nafter\n')
+  args = ['--quick', f'--out={quick}', '--report_only', f'--doc={doc}']
   run.main(args)
-  text = readme.read_text()
+  text = doc.read_text()
   assert 'old' not in text and '### 5. ' in text
   assert text.startswith('# t\n\nbefore\n\n') and text.endswith('\n\nafter\n')
+  # Each figure link resolves from the folder of the file it is in.
+  for page in (doc, quick / 'results.md'):
+    links = _image_links(page.read_text())
+    assert len(links) == 5
+    assert all((page.parent / link).is_file() for link in links), links
   run.main(args)  # Idempotent.
-  assert readme.read_text() == text
-  readme.write_text('# no markers\n')
+  assert doc.read_text() == text
+  doc.write_text('# no markers\n')
   with pytest.raises(ValueError, match='no results markers'):
     run.main(args)
+
+
+def test_docs_results_has_the_markers_and_its_figures():
+  # A full run ends by filling these markers: check now, not after an hour.
+  doc = run.REPO / 'docs' / 'results.md'
+  text = doc.read_text()
+  assert report.BEGIN.split(' (')[0] in text and report.END in text
+  links = _image_links(text)
+  assert len(links) == 5
+  assert all((doc.parent / link).is_file() for link in links), links
 
 
 def test_unknown_study_is_refused():
@@ -113,8 +136,10 @@ def test_harness_trains_what_posenc_main_trains(tmp_path):
   config.train.num_epochs = 2
   summary = train.train_and_evaluate(config, tmp_path,
                                      devices=jax.devices()[:1])
-  model = train.make_model(config)
-  target = train.create_train_state(jax.random.key(0), config, model)
+  dataset = data.load(config.data, config.seed)
+  model = train.make_model(config, dataset)
+  target = train.create_train_state(jax.random.key(0), config, model,
+                                    dataset.example_inputs())
   state, _ = checkpoints.restore_latest(tmp_path, target)
 
   result = fit.train([config, config], [5, 3])  # Member 1 is seed 3.
@@ -129,7 +154,8 @@ def test_harness_trains_what_posenc_main_trains(tmp_path):
   assert abs(accuracy['accuracy'][1] - summary['eval_accuracy']) <= 2 / 2048
   # The tables study's initial table is the one this run started from.
   initial = train.create_train_state(
-      jax.random.split(jax.random.key(3))[0], config, model)
+      jax.random.split(jax.random.key(3))[0], config, model,
+      dataset.example_inputs())
   np.testing.assert_allclose(
       tables.initial_table(studies.QUICK, 'argmax', 3),
       initial.params['posemb_learned']['pos_embedding'][0], atol=1e-6)
@@ -164,12 +190,12 @@ def test_table_summaries_see_smoothness_and_change():
   smooth = np.concatenate([np.sin(positions / 8 * (k + 1)) for k in range(4)]
                           + [np.cos(positions / 8 * (k + 1))
                              for k in range(4)], axis=1)
-  summary = tables.summarise(smooth)
+  summary = analysis.summarise(smooth)
   assert summary['neighbour_cosine'] > 0.9 > summary['far_cosine']
   noise = np.random.default_rng(0).standard_normal((40, 64))
-  assert abs(tables.summarise(noise)['neighbour_cosine']) < 0.1
+  assert abs(analysis.summarise(noise)['neighbour_cosine']) < 0.1
   ramp = np.outer(np.arange(10.0), np.linspace(-1, 1, 8))  # Rank one.
-  coords, explained = tables.principal_components(ramp)
+  coords, explained = analysis.principal_components(ramp)
   assert coords.shape == (10, 3) and explained[0] > 0.999
   np.testing.assert_allclose(np.abs(np.diff(coords[:, 0])),
                              np.linalg.norm(ramp[1] - ramp[0]), rtol=1e-6)

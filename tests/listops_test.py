@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from configs import default
+from posenc import config as default
 from posenc import data
 from posenc.datasets import listops
 

@@ -59,7 +59,7 @@ def test_default_config_learns_the_task_and_fills_the_workdir(tmp_path):
 # relative stays at chance until its full 16,384 sequences (10 epochs,
 # where it passes 0.9): here, on 1,024, it only has to train and stay
 # finite; none is at chance by invariance, whatever its training. Full-
-# length results are in the configs' docstrings and the README's Results.
+# length results are in the configs' docstrings and docs/results.md.
 @pytest.mark.parametrize('name,num_train,minimum', [
     ('sinusoidal', 4096, 0.8), ('rope', 4096, 0.8), ('alibi', 4096, 0.5),
     ('relative', 1024, 0.0), ('learned_every_layer', 4096, 0.8),

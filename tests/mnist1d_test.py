@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from configs import default
+from posenc import config as default
 from posenc import data
 from posenc.datasets import mnist1d
 

@@ -13,7 +13,7 @@ from posenc import models
 
 SMALL = models.ModelConfig(posemb='learned', max_len=5, d_model=8, num_heads=2,
                            num_layers=2, mlp_dim=16, dropout_rate=0.0)
-WITH_POSITIONS = [p for p in encodings.POSEMB_NAMES if p != 'none']
+WITH_POSITIONS = [p for p in encodings.names() if p != 'none']
 
 
 def _cfg(**changes) -> models.ModelConfig:
@@ -82,7 +82,7 @@ class EncoderClassifierTest(parameterized.TestCase):
       self.assertGreater(float(jnp.abs(logits - permuted).max()), 1e-3)
 
   @parameterized.product(pooling=['mean', 'cls'],
-                          posemb=encodings.POSEMB_NAMES)
+                          posemb=encodings.names())
   def test_logits_do_not_depend_on_padding(self, pooling, posemb):
     cfg = _cfg(max_len=10, pooling=pooling, posemb=posemb,
                posemb_share=False)
@@ -109,7 +109,7 @@ class EncoderClassifierTest(parameterized.TestCase):
     np.testing.assert_array_equal(eval_a, eval_b)
 
   @chex.variants(with_jit=True, without_jit=True)
-  @parameterized.parameters(*encodings.POSEMB_NAMES)
+  @parameterized.parameters(*encodings.names())
   def test_every_encoding_shapes_and_finiteness(self, posemb):
     cfg = _cfg(posemb=posemb, max_len=8)
     x = jax.random.normal(jax.random.key(6), (3, 5, 3))

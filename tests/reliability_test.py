@@ -16,6 +16,7 @@ import pytest
 
 from configs import learned
 from posenc import checkpoints
+from posenc import data
 from posenc import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -70,8 +71,10 @@ def _run_and_signal(workdir, sig, at_step):
 def _params(workdir):
   config = learned.get_config()
   config.model.d_model, config.model.mlp_dim = 32, 64
-  model = train.make_model(config)
-  target = train.create_train_state(jax.random.key(0), config, model)
+  dataset = data.load(config.data, config.seed)
+  model = train.make_model(config, dataset)
+  target = train.create_train_state(jax.random.key(0), config, model,
+                                    dataset.example_inputs())
   state, _ = checkpoints.restore(workdir, target)
   return jax.device_get(state.params)
 

@@ -17,6 +17,7 @@ import pytest
 
 from configs import learned
 from posenc import checkpoints
+from posenc import data
 from posenc import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -68,8 +69,10 @@ def _single(workdir, *flags, devices=4):
 def _params(workdir):
   config = learned.get_config()
   config.data.num_train = 256
+  dataset = data.load(config.data, config.seed)
   target = train.create_train_state(jax.random.key(0), config,
-                                    train.make_model(config))
+                                    train.make_model(config, dataset),
+                                    dataset.example_inputs())
   state, progress = checkpoints.restore_latest(workdir, target)
   return state.params, progress['step']
 

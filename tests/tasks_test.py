@@ -14,7 +14,7 @@ import jax
 import pytest
 from absl import logging
 
-from configs import default
+from posenc import config as default
 from posenc import train
 
 # task: (chance, the learned model's floor after the short run)

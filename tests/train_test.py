@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import default
+from posenc import config as default
 from posenc import data
 from posenc import parallel
 from posenc import train
@@ -27,8 +27,9 @@ def _small_config() -> ml_collections.ConfigDict:
 
 def _setup(config, mode='jit', devices=None):
   dataset = data.load(config.data, config.seed)
-  model = train.make_model(config)
-  state = train.create_train_state(jax.random.key(0), config, model)
+  model = train.make_model(config, dataset)
+  state = train.create_train_state(jax.random.key(0), config, model,
+                                   dataset.example_inputs())
   parallel = train.make_parallel(mode, model.apply, devices)
   return dataset, model, state, parallel
 

@@ -6,7 +6,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from configs import default
+from posenc import config as default
 from posenc import allocator
 from posenc import data
 from posenc import encodings
@@ -219,8 +219,8 @@ REAL_FIELDS = {  # field: invalid values
                                      st.floats(max_value=-1e-9) | NON_FINITE),
 }
 STRING_FIELDS = {
-    'data.name': data.DATASET_NAMES,
-    'model.posemb': encodings.POSEMB_NAMES,
+    'data.name': data.names(),
+    'model.posemb': encodings.names(),
     'model.posemb_resample': ('none',) + encodings.RESAMPLE_METHODS,
     'model.pooling': models.POOLING_NAMES,
     'train.parallel': validate.PARALLEL_MODES,

@@ -19,6 +19,10 @@ from typing import Iterator
 
 import numpy as np
 
+from posenc import checks
+from posenc.datasets import base
+from posenc.datasets import cache
+
 PAD = 0
 TOKENS = ('<pad>',) + tuple(str(d) for d in range(10)) + (
     '[MIN', '[MAX', '[MED', '[SM', ']')
@@ -211,3 +215,89 @@ def evaluate(expression: str) -> int:
   if stack or result is None:
     raise ValueError(f'unbalanced expression: {expression!r}')
   return result
+
+
+class ListOps(base.Source):
+  """Token inputs padded and masked; cached in `data.cache_dir`."""
+
+  streams = {'listops': 5}
+
+  def check_fields(self, config) -> None:
+    checks.positive_int(config, 'data.listops_max_depth')
+    checks.positive_int(config, 'data.listops_max_args')
+
+  def check(self, config) -> None:
+    d = config.data
+    if d.listops_max_args < 2:
+      raise ValueError(
+          f'data.listops_max_args={d.listops_max_args} is not valid; every '
+          'operator takes at least 2 arguments; valid: >= 2.')
+    self._check_bands(config)
+
+  def _check_bands(self, config) -> None:
+    """The training and eval bands must be reachable and hold enough
+    distinct expressions, or rejection sampling would all but hang."""
+    d = config.data
+    low = SHORTEST if d.min_seq_len is None else d.min_seq_len
+    if low < SHORTEST:
+      raise ValueError(
+          f'data.min_seq_len={low} is shorter than any ListOps expression; '
+          f'valid: >= {SHORTEST}.')
+    _, eval_len = self.lengths(config)
+    bands = (('data.seq_len', d.seq_len, d.num_train, 'data.num_train'),
+             ('data.eval_seq_len', eval_len, d.num_train + 2 * d.num_eval,
+              'data.num_train + 2 * data.num_eval (eval, test)'))
+    count, prob = length_distribution(
+        max(d.seq_len, eval_len), d.listops_max_depth, d.listops_max_args)
+    shape = (f'with data.listops_max_depth={d.listops_max_depth} and '
+             f'data.listops_max_args={d.listops_max_args}')
+    for field, high, needed, what in bands:
+      if high < low:
+        raise ValueError(
+            f"{field}={high} is shorter than the band's lower end "
+            f'(data.min_seq_len={low}); valid: >= {low}.')
+      reached = prob[low:high + 1].sum()
+      if reached < 1e-3:
+        raise ValueError(
+            f'ListOps band [{low}, {high}] tokens (data.min_seq_len, {field}):'
+            f' only a fraction {reached:.2g} of generated expressions falls in'
+            f' it {shape}; valid: a band holding at least 1e-3, e.g. a lower '
+            'data.min_seq_len or more data.listops_max_args.')
+      distinct = count[low:high + 1].sum()
+      if distinct < needed:
+        raise ValueError(
+            f'ListOps band [{low}, {high}] tokens (data.min_seq_len, {field}) '
+            f'holds {distinct:.0f} distinct expressions {shape}, fewer than '
+            f'{what} = {needed}; valid: a wider band or fewer examples.')
+
+  def load(self, config, seed) -> base.Dataset:
+    low = SHORTEST if config.min_seq_len is None else config.min_seq_len
+    eval_len = base.eval_seq_len(config)
+    params = dict(seed=seed, min_len=low, max_len=config.seq_len,
+                  eval_max_len=eval_len, num_train=config.num_train,
+                  num_eval=config.num_eval, max_depth=config.listops_max_depth,
+                  max_args=config.listops_max_args)
+
+    def make():
+      rngs = self.split_rngs(config.name, seed)
+      kwargs = dict(max_depth=config.listops_max_depth,
+                    max_args=config.listops_max_args, min_len=low)
+      train = generate(rngs[0], config.num_train, max_len=config.seq_len,
+                       **kwargs)
+      seen = {key(x) for x in train['inputs']}
+      held_out = generate(rngs[1], 2 * config.num_eval, max_len=eval_len,
+                          exclude=seen, **kwargs)
+      return {**{f'train_{k}': v for k, v in train.items()},
+              **{f'held_{k}': v for k, v in held_out.items()}}
+
+    arrays = cache.load_or_generate(config.cache_dir, 'listops', params, make)
+    train = {k[6:]: v for k, v in arrays.items() if k.startswith('train_')}
+    held = {k[5:]: v for k, v in arrays.items() if k.startswith('held_')}
+    n = config.num_eval
+    return base.Dataset(train=train,
+                        eval={k: v[:n] for k, v in held.items()},
+                        test={k: v[n:] for k, v in held.items()},
+                        num_classes=NUM_CLASSES, vocab_size=VOCAB_SIZE)
+
+
+base.register(ListOps())

@@ -31,15 +31,23 @@ With `min_seq_len` set, each sequence has a length drawn uniformly from
 import ml_collections
 import numpy as np
 
+from posenc import checks
+from posenc.datasets import base
+
 Batch = dict[str, np.ndarray]
 TASKS = ('argmax', 'before', 'random', 'sorted', 'marker')
 MARKER_FEATURE = 1  # The feature that marks the marker step.
 
 
+RANDOM_NUM_CLASSES = 10  # 'random' when data.num_classes is unset.
+
+
 def num_classes(config: ml_collections.ConfigDict) -> int:
   if config.name == 'argmax':
     return config.seq_len
-  return config.num_classes if config.name == 'random' else 2
+  if config.name == 'random':
+    return config.num_classes or RANDOM_NUM_CLASSES
+  return 2
 
 
 def min_length(config: ml_collections.ConfigDict) -> int:
@@ -87,7 +95,7 @@ def generate(config: ml_collections.ConfigDict, rng: np.random.Generator,
     batch['mask'] = np.arange(length)[None, :] < lengths[:, None]
   valid = batch.get('mask', np.ones((n, length), bool))
   if config.name == 'random':
-    labels = rng.integers(0, config.num_classes, size=n)
+    labels = rng.integers(0, num_classes(config), size=n)
   elif config.name == 'argmax':
     labels = _first_largest(inputs[:, :, 0], valid)
   elif config.name == 'before':
@@ -103,3 +111,42 @@ def generate(config: ml_collections.ConfigDict, rng: np.random.Generator,
                      f'valid names: {", ".join(TASKS)}.')
   inputs = np.where(valid[:, :, None], inputs, np.float32(0))
   return {'inputs': inputs, 'labels': labels.astype(np.int32), **batch}
+
+
+class Synthetic(base.Source):
+  """The position suite, generated in memory on every run (milliseconds)."""
+
+  streams = {'argmax': 0, 'before': 1, 'random': 2, 'sorted': 3, 'marker': 4}
+
+  def check_fields(self, config) -> None:
+    checks.positive_int(config, 'data.n_features')
+    checks.positive_int(config, 'data.marker_offset')
+
+  def check(self, config) -> None:
+    d = config.data
+    shortest = min_length(d)
+    for field in ('seq_len', 'min_seq_len', 'eval_seq_len'):
+      if d[field] is not None and d[field] < shortest:
+        raise ValueError(
+            f'data.{field}={d[field]} is too short for data.name={d.name!r}; '
+            f'valid: at least {shortest}.')
+    if d.name in ('before', 'marker') and d.n_features < 2:
+      raise ValueError(
+          f'data.n_features={d.n_features} is too few for data.name='
+          f'{d.name!r}, which uses features 0 and 1; valid: at least 2.')
+    if d.name == 'argmax' and self.lengths(config)[1] != d.seq_len:
+      raise ValueError(
+          f'data.eval_seq_len={d.eval_seq_len} differs from data.seq_len='
+          f"{d.seq_len}, but 'argmax' has one class per position; valid: the "
+          "same length, or data.name='before' (two classes at any length).")
+
+  def load(self, config, seed) -> base.Dataset:
+    train_rng, eval_rng, _ = self.split_rngs(config.name, seed)
+    eval_len = base.eval_seq_len(config)
+    return base.Dataset(
+        train=generate(config, train_rng, config.num_train, config.seq_len),
+        eval=generate(config, eval_rng, config.num_eval, eval_len),
+        num_classes=num_classes(config))
+
+
+base.register(Synthetic())

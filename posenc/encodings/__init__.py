@@ -1,0 +1,51 @@
+"""Positional encodings: a registry with one entry per `config.model.posemb`.
+
+Shape legend: B = batch, L = sequence length, D = model width, H = heads,
+K = width per head, M = rows of a table (max_len), N = relative buckets.
+
+The entries (registered in this order):
+- added to the inputs (before the first block, or before every block):
+  `learned` (`LearnedPosEmbed`), `sinusoidal` (`sinusoidal_table`),
+  `learned_every_layer`;
+- applied inside attention: `rope` (`apply_rope`, to queries and keys),
+  `alibi` (`alibi_bias`) and `relative` (`RelativePositionBias`), both biases
+  on the attention logits;
+- `none` adds nothing.
+
+`base.py` defines `Encoding` (the hooks an entry implements) and the registry;
+a new encoding is an `Encoding` subclass and one `register(...)` call, from
+any module (see docs/extending.md).
+"""
+
+from posenc.encodings.absolute import DEFAULT_POSEMB_INIT_STD
+from posenc.encodings.absolute import LearnedPosEmbed
+from posenc.encodings.absolute import RESAMPLE_METHODS
+from posenc.encodings.absolute import SinusoidalPosEmbed
+from posenc.encodings.absolute import default_positions
+from posenc.encodings.absolute import random_positions
+from posenc.encodings.absolute import resample_pos_embedding
+from posenc.encodings.absolute import sinusoidal_table
+from posenc.encodings.attention import RelativePositionBias
+from posenc.encodings.attention import alibi_bias
+from posenc.encodings.attention import alibi_slopes
+from posenc.encodings.attention import apply_rope
+from posenc.encodings.attention import relative_position_bucket
+from posenc.encodings.base import ACTS
+from posenc.encodings.base import Encoding
+from posenc.encodings.base import Site
+from posenc.encodings.base import check_config
+from posenc.encodings.base import get
+from posenc.encodings.base import names
+from posenc.encodings.base import register
+from posenc.encodings import absolute as _absolute
+from posenc.encodings import attention as _attention
+
+for _entry in (_absolute.Learned(), _absolute.Sinusoidal(),
+               _absolute.NoPosition(), _attention.Rope(), _attention.Alibi(),
+               _attention.Relative(), _absolute.LearnedEveryLayer()):
+  register(_entry)
+
+
+def table_names() -> tuple[str, ...]:
+  """Encodings with a learned table that evaluation may resample."""
+  return tuple(n for n in names() if get(n).has_table)

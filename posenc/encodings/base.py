@@ -1,0 +1,140 @@
+"""The encoding registry: one `Encoding` entry per `config.model.posemb`.
+
+An entry says how it acts on the model by the hooks it implements, each named
+in `acts`:
+
+- 'inputs':   `embed` adds to the embedded inputs, before the first block;
+- 'blocks':   `before_block` adds to the residual stream before blocks 1..N-1;
+- 'bias':     `attention_bias` returns a bias for the attention logits, shared
+              by all blocks;
+- 'rotation': `rotate` rotates queries and keys inside every attention.
+
+The model (`posenc.models.EncoderClassifier`) looks the entry up once and calls
+only the hooks named in `acts`. Hooks run inside the model's `@nn.compact`
+call, so a hook may create Flax submodules and parameters; `Site.module`
+creates one by name once and returns the same module on later calls (a table
+shared by several blocks).
+
+Positions are integer arrays `(B, L)`. Hooks that add to the inputs receive
+`None` for `0..L-1` (the first L rows of a table) or explicit positions (a
+sorted random subset of `0..max_len-1` when `model.posemb_randomized` trains);
+attention hooks always receive explicit positions, shifted by one when a class
+token sits at position 0.
+"""
+
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import flax.linen as nn
+import jax
+
+ACTS = ('inputs', 'blocks', 'bias', 'rotation')
+
+
+@dataclasses.dataclass
+class Site:
+  """What an encoding's hooks see of the model being built."""
+
+  config: Any  # posenc.models.ModelConfig: the model's hyper-parameters.
+  max_len: int  # Rows of position tables: model.max_len, or the data's L.
+  train: bool
+  _modules: dict[str, nn.Module] = dataclasses.field(default_factory=dict)
+
+  def module(self, name: str, build: Callable[..., nn.Module]) -> nn.Module:
+    """`build(name=name)`, created once per model call and then reused."""
+    if name not in self._modules:
+      self._modules[name] = build(name=name)
+    return self._modules[name]
+
+
+class Encoding:
+  """Base entry: acts nowhere. Subclasses set `name` and `acts`, implement
+  the hooks `acts` names, and may check their config fields."""
+
+  name: ClassVar[str] = ''
+  acts: ClassVar[frozenset[str]] = frozenset()
+  # A learned `(1, M, D)` parameter named 'pos_embedding' that evaluation may
+  # resample to a longer length (`model.posemb_resample`).
+  has_table: ClassVar[bool] = False
+  # False for an encoding that ignores positions ('none'): randomized
+  # positions are then refused.
+  uses_positions: ClassVar[bool] = True
+
+  def check_fields(self, config: Any) -> None:
+    """Checks the values of the config fields this entry owns. Runs for
+    every registered entry, whichever is selected: the fields are in every
+    config."""
+
+  def check(self, config: Any) -> None:
+    """Checks what must hold when this encoding is selected (combinations
+    with other fields); raises ValueError naming the fields."""
+
+  def embed(self, site: Site, x_BxLxD: jax.Array,
+            positions_BxL: jax.Array | None) -> jax.Array:
+    """'inputs': returns the embedded inputs with positions added."""
+    del site, positions_BxL
+    return x_BxLxD
+
+  def before_block(self, site: Site, index: int, x_BxLxD: jax.Array,
+                   positions_BxL: jax.Array | None) -> jax.Array:
+    """'blocks': returns the residual stream entering block `index` >= 1
+    (the class token, if any, is not passed)."""
+    del site, index, positions_BxL
+    return x_BxLxD
+
+  def attention_bias(self, site: Site, positions_BxL: jax.Array
+                     ) -> jax.Array | None:
+    """'bias': a `(B, H, L, L)` bias added to every block's logits."""
+    del site, positions_BxL
+    return None
+
+  def rotate(self, config: Any, x_BxLxHxK: jax.Array,
+             positions_BxL: jax.Array) -> jax.Array:
+    """'rotation': rotated queries or keys, `(B, L, H, K)`."""
+    del config, positions_BxL
+    return x_BxLxHxK
+
+  def __repr__(self) -> str:
+    return f'{type(self).__name__}(name={self.name!r})'
+
+
+_REGISTRY: dict[str, Encoding] = {}
+
+
+def register(entry: Encoding) -> Encoding:
+  """Adds `entry` under `entry.name`; returns it. A name is registered once."""
+  if not isinstance(entry, Encoding):
+    raise TypeError(f'register takes an Encoding instance, got {entry!r}.')
+  if not entry.name or not isinstance(entry.name, str):
+    raise ValueError(f'{type(entry).__name__} has no name; set the class '
+                     "attribute name = '...'.")
+  unknown = set(entry.acts) - set(ACTS)
+  if unknown:
+    raise ValueError(f'{entry.name}: acts {sorted(unknown)} are not known; '
+                     f'valid: {", ".join(ACTS)}.')
+  if entry.name in _REGISTRY and type(_REGISTRY[entry.name]) is not type(entry):
+    raise ValueError(f'an encoding named {entry.name!r} is registered already '
+                     f'({_REGISTRY[entry.name]!r}).')
+  _REGISTRY[entry.name] = entry
+  return entry
+
+
+def names() -> tuple[str, ...]:
+  """Registered names, in the order they were registered."""
+  return tuple(_REGISTRY)
+
+
+def get(name: str) -> Encoding:
+  """The entry for `name`; ValueError listing the valid names otherwise."""
+  if name not in _REGISTRY:
+    raise ValueError(
+        f'model.posemb={name!r} is not a known positional encoding; valid '
+        f'names: {", ".join(_REGISTRY)}.')
+  return _REGISTRY[name]
+
+
+def check_config(config: Any) -> None:
+  """Every entry's own fields, then the selected entry's combinations."""
+  for entry in _REGISTRY.values():
+    entry.check_fields(config)
+  get(config.model.posemb).check(config)
