@@ -3,7 +3,6 @@
 import os
 import pathlib
 
-import numpy as np
 
 from experiments import figures
 

@@ -5,9 +5,27 @@ Each raises `ValueError` naming the field, its value and what would be valid.
 'model.d_model'. Imports nothing from posenc, so any module can use it.
 """
 
+import contextlib
 import math
 import numbers
-from typing import Any
+from typing import Any, Iterator
+
+
+class ConfigError(ValueError):
+  """A config value, or data it names, that cannot work: reported as one
+  line naming the field (`posenc.main`)."""
+
+
+@contextlib.contextmanager
+def config_errors() -> Iterator[None]:
+  """Reports every ValueError raised inside as a ConfigError: wrap the
+  checks and loading that happen before a run writes anything."""
+  try:
+    yield
+  except ConfigError:
+    raise
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
 
 
 def divisors(n: int) -> list[int]:

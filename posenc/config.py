@@ -79,6 +79,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.batch_size = 32  # Global batch, split over all devices.
   config.train.parallel = 'jit'  # 'jit' (sharded over a Mesh) or 'pmap'.
   config.train.allocator = 'system'  # 'tcmalloc': faster for larger models.
+  # Refuse configs estimated to need more (posenc.memory); None: physical RAM.
+  config.train.memory_limit_gib = config_dict.placeholder(float)
   config.train.log_every_steps = 50  # Fetch, log and write train metrics.
   config.train.checkpoint_every_steps = 500  # Save (and at the end).
   config.train.keep_checkpoints = 3  # Newest checkpoints kept.

@@ -41,6 +41,7 @@ Batch = base.Batch
 Dataset = base.Dataset
 Source = base.Source
 register = base.register
+unregister = base.unregister
 get = base.get
 names = base.names
 

@@ -11,12 +11,15 @@ import ml_collections
 from absl import logging
 
 from posenc import checkpoints
+from posenc import checks
 from posenc import data
 from posenc import encodings
+from posenc import metrics as metrics_lib
 from posenc import models
 from posenc import parallel
 from posenc import train
 from posenc import validate
+from posenc import workdir as workdir_lib
 
 
 def resample_tables(params: Any, new_len: int, method: str) -> Any:
@@ -54,6 +57,7 @@ def for_length(model: models.EncoderClassifier, params: Any, length: int,
   return model, params, True
 
 
+@workdir_lib.releasing
 def evaluate_checkpoint(config: ml_collections.ConfigDict,
                         workdir: str | pathlib.Path) -> dict[str, Any]:
   """Evaluates the newest intact checkpoint in `workdir` on `config`'s eval
@@ -61,15 +65,20 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
 
   The eval split has `data.eval_seq_len` steps. Where that is longer than a
   learned table, the table is resampled with `model.posemb_resample`.
-  Appends the result to `workdir/eval.jsonl` and returns it.
+  Appends the result to `workdir/eval.jsonl` (logged first, so a failed
+  write loses nothing) and returns it. Locks `workdir` (`workdir.Busy`).
   """
-  validate.check_config(config, jax.device_count(), evaluating=True)
   workdir = pathlib.Path(workdir)
-  dataset = data.load(config.data, config.seed)
-  validate.check_dataset(config, dataset, evaluating=True)
+  with checks.config_errors():
+    validate.check_config(config, jax.device_count(), evaluating=True)
+    # The trained run's config: refuses other models and data by name.
+    validate.check_eval(config, workdir, data.fingerprint(config))
+    dataset = data.load(config.data, config.seed)
+    validate.check_dataset(config, dataset, evaluating=True)
   model = train.make_model(config, dataset)
   target = train.create_train_state(jax.random.key(config.seed), config, model,
                                     dataset.example_inputs())
+  workdir_lib.acquire(workdir, read_only_ok=True)  # Until this returns.
   restored = checkpoints.restore_latest(workdir, target)
   if restored is None:
     raise FileNotFoundError(
@@ -86,11 +95,11 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
             'train_seq_len': dataset.seq_len,
             'posemb_resample': config.model.posemb_resample if resampled
                                else 'none', **metrics}
-  if jax.process_index() == 0:
-    with open(workdir / 'eval.jsonl', 'a', encoding='utf-8') as f:
-      f.write(json.dumps(record) + '\n')
   logging.info('Evaluated step %d at length %d (trained at %d, resample %s): '
-               'eval_accuracy=%.4f eval_loss=%.4f', record['step'], eval_len,
-               dataset.seq_len, record['posemb_resample'],
-               metrics['eval_accuracy'], metrics['eval_loss'])
+               'eval_accuracy=%.4f eval_loss=%.4f; as a line of eval.jsonl: '
+               '%s', record['step'], eval_len, dataset.seq_len,
+               record['posemb_resample'], metrics['eval_accuracy'],
+               metrics['eval_loss'], json.dumps(record))
+  if jax.process_index() == 0:
+    metrics_lib.append(workdir / 'eval.jsonl', record)
   return record

@@ -7,12 +7,16 @@
   python -m posenc.main --config=configs/learned.py \
       --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0
 
-  # The trained checkpoint on longer sequences, its table resampled:
-  python -m posenc.main --config=configs/learned.py --mode=eval \
-      --config.data.name=before --config.data.eval_seq_len=20 \
+  # Train on 'before' (10 steps), then evaluate the checkpoint on 20 steps,
+  # its learned table resampled; the config must be the one trained, except
+  # the eval length, the resampling and fields that act only in training:
+  python -m posenc.main --config=configs/before.py --workdir=runs/before
+  python -m posenc.main --config=configs/before.py --workdir=runs/before \
+      --mode=eval --config.data.eval_seq_len=20 \
       --config.model.posemb_resample=linear
 """
 
+import errno
 import pathlib
 import sys
 
@@ -23,9 +27,12 @@ from absl import logging
 from ml_collections import config_flags
 
 from posenc import allocator
+from posenc import checkpoints
+from posenc import checks
 from posenc import distributed
 from posenc import evaluation
 from posenc import train
+from posenc import workdir as workdir_lib
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Path to a config file (configs/*.py).', lock_config=True)
@@ -54,6 +61,10 @@ _AUTO = flags.DEFINE_bool(
 _TIMEOUT = flags.DEFINE_integer(
     'distributed_timeout', 120,
     'Seconds to wait for the other processes before failing.')
+_RESTART_IF_DAMAGED = flags.DEFINE_bool(
+    'restart_if_damaged', False,
+    'When every checkpoint in the workdir is damaged, set them aside and '
+    'train from step 0 (without it, such a run is refused).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -61,25 +72,80 @@ def default_workdir(config_path: str) -> str:
   return str(pathlib.Path('runs') / pathlib.Path(config_path).stem)
 
 
+def fail(kind: str, message: str, code: int = 1):
+  """Ends the process with one line on stderr: an expected failure needs no
+  traceback."""
+  logging.flush()
+  print(f'{kind}: {message}', file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def _one_line(text: str) -> str:
+  return ' '.join(str(text).split())
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a config file that cannot be loaded (missing,
+  not Python, no get_config) or an override of a field that does not exist
+  reported in one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail('Invalid flags', f'{_one_line(e)} (--helpfull lists the flags)', 2)
+  except SyntaxError as e:
+    fail('Invalid config file', f'{e.filename}:{e.lineno}: {e.msg}', 2)
+  except KeyError as e:
+    fail('Invalid config override', f'{_one_line(e.args[0])} (an override '
+         'must name an existing field: --config.group.field=value)', 2)
+  except OSError as e:  # config_flags: the file could not be loaded.
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    fail('Invalid config file', lines[-1] if lines else str(e), 2)
+  except Exception as e:  # pylint: disable=broad-except
+    # Anything else raised while importing the file or calling get_config.
+    fail('Invalid config file', f'{type(e).__name__}: {_one_line(e)}', 2)
+
+
+def _file_system_error(e: OSError) -> str:
+  """What failed, on which path, and what to do about it."""
+  where = f' ({e.filename})' if e.filename else ''
+  if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    return f'{e.strerror}{where}'
+  hint = {errno.EACCES: 'make it writable or choose another --workdir',
+          errno.EROFS: 'the file system is read-only; choose another '
+                       '--workdir or data.cache_dir',
+          errno.ENOTDIR: 'a file stands where a folder is needed; choose '
+                         'another --workdir or data.cache_dir',
+          errno.EEXIST: 'a file stands where a folder is needed; choose '
+                        'another --workdir or data.cache_dir',
+          errno.EISDIR: 'a folder stands where a file is needed'}.get(
+              e.errno, 'check the path')
+  return f'{e.strerror or e}{where}; {hint}'
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  config = _CONFIG.value
+    fail('Invalid flags', f'unexpected arguments {argv[1:]}', 2)
+  try:  # config_flags defers a file that failed to load to here.
+    config = _CONFIG.value
+    config.get('seed')  # A file that failed to load raises on first use.
+  except OSError as e:
+    cause = e.__cause__ or e
+    lines = [l.strip() for l in str(cause).splitlines() if l.strip()]
+    fail('Invalid config file', lines[-1] if lines else str(cause), 2)
   try:  # First: it may restart this process.
     allocator.use(config.train.allocator)
   except ValueError as e:
-    raise app.UsageError(f'Invalid config: {e}') from None
+    fail('Invalid config', str(e), 2)
   cluster = distributed.Cluster(_COORDINATOR.value, _NUM_PROCESSES.value,
                                 _PROCESS_ID.value, _AUTO.value, _TIMEOUT.value)
   try:
     distributed.check(cluster)
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    fail('Invalid flags', str(e), 2)
   try:
     distributed.initialize(cluster)
   except ConnectionError as e:
-    logging.error('%s', e)
-    sys.exit(1)
+    fail('Could not start', str(e))
   if jax.process_index() != 0:  # Process 0 speaks for all.
     logging.set_verbosity(logging.WARNING)
   workdir = _WORKDIR.value or default_workdir(
@@ -89,16 +155,21 @@ def main(argv: list[str]) -> None:
     if _MODE.value == 'eval':
       evaluation.evaluate_checkpoint(config, workdir)
     else:
-      train.train_and_evaluate(config, workdir)
-  except ValueError as e:
-    raise app.UsageError(f'Invalid config: {e}') from None
+      train.train_and_evaluate(
+          config, workdir, restart_if_damaged=_RESTART_IF_DAMAGED.value)
+  except checks.ConfigError as e:
+    fail('Invalid config', str(e), 2)
+  except workdir_lib.Busy as e:
+    fail('Workdir busy', str(e))
+  except checkpoints.AllDamaged as e:
+    fail('Damaged checkpoints', str(e))
   except FloatingPointError as e:
-    logging.error('Training diverged: %s', e)
-    sys.exit(1)
+    fail('Training diverged', str(e))
   except FileNotFoundError as e:
-    logging.error('%s', e)
-    sys.exit(1)
+    fail('Not found', str(e))
+  except OSError as e:
+    fail('File system error', _file_system_error(e))
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

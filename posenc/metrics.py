@@ -4,6 +4,7 @@ Only process 0 writes, so multi-process runs produce one set of files.
 """
 
 import json
+import os
 import pathlib
 import sys
 from typing import Any, Mapping
@@ -20,6 +21,7 @@ class MetricWriter:
   def __init__(self, workdir: pathlib.Path):
     self._active = jax.process_index() == 0
     if self._active:
+      self._workdir = workdir
       self._jsonl = open(workdir / 'metrics.jsonl', 'a', encoding='utf-8')
       self._tb = tensorboardX.SummaryWriter(str(workdir / 'tensorboard'))
 
@@ -32,48 +34,126 @@ class MetricWriter:
     for name, value in scalars.items():
       self._tb.add_scalar(name, float(value), int(step))
 
+  def write_missing(self, step: int, scalars: Mapping[str, float]) -> None:
+    """Writes the line unless `metrics.jsonl` has one at `step` with these
+    keys: a rerun of a finished run restores a final line that was lost."""
+    if self._active and not any(
+        r['step'] == step and set(scalars) <= set(r)
+        for r in records(self._workdir)):
+      self.write(step, scalars)
+
   def close(self) -> None:
     if self._active:
       self._jsonl.close()
       self._tb.close()
 
 
-def _records(path: pathlib.Path) -> tuple[list[str], list[dict]]:
-  """The lines of a JSON-lines file up to the first that does not parse (a
-  line cut short by a crash), and their records."""
-  lines, records = [], []
-  for line in path.read_text(encoding='utf-8').splitlines(keepends=True):
-    try:
-      records.append(json.loads(line))
-    except ValueError:
-      break
-    lines.append(line)
-  return lines, records
+DAMAGED_FILE = 'metrics.damaged.jsonl'
+
+
+def _parse(raw: bytes) -> tuple[dict | None, str]:
+  """The record of one line, or None and what is wrong with the line."""
+  try:
+    text = raw.decode('utf-8')
+  except UnicodeDecodeError as e:
+    return None, f'not UTF-8 ({e})'
+  if not text.strip():
+    return None, 'blank'
+  try:
+    record = json.loads(text)
+  except (ValueError, RecursionError) as e:
+    return None, f'not JSON ({e})'
+  step = record.get('step') if isinstance(record, dict) else None
+  if not isinstance(step, int) or isinstance(step, bool):
+    return None, 'not an object with an integer "step"'
+  return record, ''
+
+
+def _records(raw: bytes) -> tuple[list[str], list[dict], list[dict]]:
+  """The lines of a JSON-lines file that are records (each ending in a
+  newline), their records, and the other lines as {'line': number (from 1),
+  'text': the line, undecodable bytes escaped, 'problem': why}."""
+  lines, records, damaged = [], [], []
+  parts = raw.split(b'\n')
+  if parts[-1] == b'':  # The newline that ends the last line.
+    parts.pop()
+  for number, part in enumerate(parts, start=1):
+    record, problem = _parse(part)
+    if record is None:
+      damaged.append({'line': number, 'problem': problem,
+                      'text': part.decode('utf-8', 'backslashreplace')})
+    else:
+      lines.append(part.decode('utf-8') + '\n')
+      records.append(record)
+  return lines, records, damaged
+
+
+def _replace(path: pathlib.Path, text: str) -> None:
+  """Writes `text` to a copy, flushed to disk, and renames it over `path`."""
+  tmp = path.with_name(f'{path.name}.tmp')
+  with open(tmp, 'w', encoding='utf-8') as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  tmp.replace(path)
 
 
 def truncate(workdir: pathlib.Path, step: int) -> None:
-  """Drops the lines of `workdir/metrics.jsonl` after `step` (and any cut
-  short), which a resumed run writes again; a copy is renamed over the file."""
+  """Drops the lines of `workdir/metrics.jsonl` after `step`, which a resumed
+  run writes again; a copy is renamed over the file.
+
+  Lines that are not records (cut short by a crash, garbled, blank, not
+  UTF-8) are appended to `metrics.damaged.jsonl` with their line numbers,
+  with a warning; every other line is kept.
+  """
   path = workdir / 'metrics.jsonl'
   if not path.exists():
     return
-  lines, records = _records(path)
+  raw = path.read_bytes()
+  lines, records, damaged = _records(raw)
+  if damaged:  # Kept before they leave metrics.jsonl.
+    aside = workdir / DAMAGED_FILE
+    with open(aside, 'a', encoding='utf-8') as f:
+      for d in damaged:
+        f.write(json.dumps({'file': path.name, **d}) + '\n')
+      f.flush()
+      os.fsync(f.fileno())
+    logging.warning(
+        '%d line(s) of %s are damaged and were moved to %s (line numbers '
+        '%s; line %d: %s); the other lines are kept.', len(damaged), path,
+        aside, ', '.join(str(d['line']) for d in damaged[:10]),
+        damaged[0]['line'], damaged[0]['problem'])
   kept = [l for l, r in zip(lines, records) if r['step'] <= step]
-  total = len(path.read_text(encoding='utf-8').splitlines())
-  if len(kept) < total:
-    tmp = path.with_suffix('.jsonl.tmp')
-    tmp.write_text(''.join(kept), encoding='utf-8')
-    tmp.replace(path)
+  if ''.join(kept).encode('utf-8') != raw:
+    _replace(path, ''.join(kept))
+  if len(kept) < len(lines):
     logging.info('Dropped %d lines after step %d from %s: they are written '
-                 'again.', total - len(kept), step, path)
+                 'again.', len(lines) - len(kept), step, path)
+
+
+def records(workdir: pathlib.Path) -> list[dict]:
+  """The records of `workdir/metrics.jsonl` (lines that are not are skipped:
+  `truncate` sets them aside when a run starts)."""
+  path = workdir / 'metrics.jsonl'
+  return _records(path.read_bytes())[1] if path.exists() else []
 
 
 def last_record(workdir: pathlib.Path, key: str) -> dict[str, Any]:
   """The last record of `workdir/metrics.jsonl` with `key`, or {}."""
-  path = workdir / 'metrics.jsonl'
-  if not path.exists():
-    return {}
-  return next((r for r in reversed(_records(path)[1]) if key in r), {})
+  return next((r for r in reversed(records(workdir)) if key in r), {})
+
+
+def append(path: pathlib.Path, record: Mapping[str, Any]) -> None:
+  """Appends `record` to the JSON-lines file `path`. If that fails, the
+  OSError names the path and carries the line, so the result is not lost."""
+  line = json.dumps(record)
+  try:
+    with open(path, 'a', encoding='utf-8') as f:
+      f.write(line + '\n')
+  except OSError as e:
+    raise OSError(e.errno, f'could not append the result to {path.name} '
+                  f'({e.strerror or e}); the line, also logged above: {line}',
+                  str(path)) from e
 
 
 class _AboveTheBar:

@@ -75,6 +75,8 @@ class ModelConfig:
 def check_config(config: ml_collections.ConfigDict) -> None:
   """The model group's own fields and combinations (not the encoding's)."""
   checks.choice(config, 'model.pooling', POOLING_NAMES)
+  checks.choice(config, 'model.posemb_resample',
+                ('none',) + encodings.RESAMPLE_METHODS)
   checks.choice(config, 'model.matmul_dtype', tuple(MATMUL_DTYPES))
   checks.choice(config, 'model.attention', ATTENTION_NAMES)
   for field in ('d_model', 'num_heads', 'num_layers', 'mlp_dim'):

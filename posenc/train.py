@@ -16,12 +16,16 @@ from absl import logging
 from flax.training import train_state
 
 from posenc import checkpoints
+from posenc import checks
 from posenc import data
+from posenc import diskspace
 from posenc import metrics as metrics_lib
 from posenc import models
+from posenc import optimizers
 from posenc import parallel as parallel_lib
 from posenc import preemption as preemption_lib
 from posenc import validate
+from posenc import workdir as workdir_lib
 
 TrainState = train_state.TrainState
 Metrics = dict[str, jax.Array]
@@ -49,15 +53,7 @@ def make_model(config: ml_collections.ConfigDict,
 def make_optimizer(config: ml_collections.ConfigDict
                    ) -> optax.GradientTransformation:
   """`config.train.optimizer` at `config.train.learning_rate`."""
-  t = config.train
-  if t.optimizer == 'adam':
-    return optax.adam(t.learning_rate)
-  if t.optimizer == 'adamw':
-    return optax.adamw(t.learning_rate, weight_decay=t.weight_decay)
-  if t.optimizer == 'sgd':
-    return optax.sgd(t.learning_rate)
-  raise ValueError(f'train.optimizer={t.optimizer!r} is not valid; valid '
-                   f'values: {", ".join(validate.OPTIMIZERS)}.')
+  return optimizers.make(config)
 
 
 def init_params(rng: jax.Array, model: models.EncoderClassifier,
@@ -119,7 +115,7 @@ def _loss_and_accuracy(logits: jax.Array, labels: jax.Array,
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
                *, axis_name: str | None = None) -> tuple[TrainState, Metrics]:
-  """One Adam step on the batch's mean cross-entropy.
+  """One optimizer step on the batch's mean cross-entropy.
 
   Pure: the dropout and random-position keys come from
   `fold_in(rng, state.step)`. Under `jax.jit` the batch is global (sharded)
@@ -196,11 +192,13 @@ def _mean(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
   return {k: float(np.mean([m[k] for _, m in history])) for k in history[0][1]}
 
 
+@workdir_lib.releasing
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, *,
                        dataset: data.Dataset | None = None,
                        params: Any = None,
-                       devices: list[jax.Device] | None = None
+                       devices: list[jax.Device] | None = None,
+                       restart_if_damaged: bool = False
                        ) -> dict[str, Any]:
   """Trains `config`, evaluating after every epoch; returns the summary.
 
@@ -210,18 +208,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   Resumes from the newest intact checkpoint in `workdir` (the config must
   match the one it was trained with). On SIGTERM or SIGINT, finishes the
   step, saves and returns a summary with 'preempted'. `devices`: where the
-  step runs (default: all devices).
+  step runs (default: all devices). Raises `workdir.Busy` if another run
+  holds `workdir`, and `checkpoints.AllDamaged` if every checkpoint is
+  damaged, unless `restart_if_damaged` (then trains from step 0).
   """
   devices = jax.devices() if devices is None else devices
-  validate.check_config(config, len(devices))
   workdir = pathlib.Path(workdir)
-  if dataset is None:
-    data_sha256 = data.fingerprint(config)
-    dataset = data.load(config.data, config.seed)
-  else:
-    data_sha256 = dataset.sha256()
-  validate.check_dataset(config, dataset)
-  validate.check_resume(config, workdir, data_sha256)  # Before any write.
+  with checks.config_errors():  # All before anything is written.
+    validate.check_config(config, len(devices),
+                          data_given=dataset is not None)
+    if dataset is None:
+      data_sha256 = data.fingerprint(config)
+      dataset = data.load(config.data, config.seed)
+    else:
+      data_sha256 = dataset.sha256()
+    validate.check_dataset(config, dataset)
+    workdir_lib.acquire(workdir)  # Until this returns; before any write.
+    validate.check_resume(config, workdir, data_sha256)
   start_time = time.perf_counter()
   workdir.mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
@@ -237,7 +240,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   # Train metrics of the steps since the last log: (step, host metrics).
   history: list[tuple[int, dict[str, float]]] = []
 
-  restored = checkpoints.restore_latest(workdir, state)
+  restored = checkpoints.restore_latest(
+      workdir, state, restart_if_damaged=restart_if_damaged)
   start_step = 0
   if restored is not None:
     state, saved = restored
@@ -247,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
                  '%d of %d).', start_step, saved['epoch'],
                  saved['batch_in_epoch'], steps_per_epoch)
     if start_step > num_steps:
-      raise ValueError(
+      raise checks.ConfigError(
           f'train.num_epochs={config.train.num_epochs} makes {num_steps} '
           f'steps, but {workdir} is trained to step {start_step}; valid: '
           f'num_epochs >= {-(-start_step // steps_per_epoch)}, or a new '
@@ -280,19 +284,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
     _first_non_finite(history)
 
   def save():
-    fetch()  # Never save a state whose metrics were not finite...
-    host_state = parallel.host_state(state)
-    bad = [jax.tree_util.keystr(path) for path, x in
-           jax.tree_util.tree_leaves_with_path(host_state)
-           if np.issubdtype(np.asarray(x).dtype, np.floating)
-           and not np.isfinite(x).all()]
-    if bad:  # ...or whose parameters or Adam moments are not.
-      raise FloatingPointError(
-          f'non-finite train state after step {step}: {bad[:3]}; training '
-          'stopped and no checkpoint was written from it; lower '
-          'train.learning_rate or check the inputs.')
+    fetch()  # Never save a state whose metrics were not finite.
     epoch, batch_in_epoch = divmod(step, steps_per_epoch)
-    checkpoints.save(workdir, step, host_state, {
+    checkpoints.save(workdir, step, parallel.host_state(state), {
         'step': step, 'epoch': epoch, 'batch_in_epoch': batch_in_epoch,
         'pending_metrics': history,
         'dropout_key': jax.random.key_data(dropout_rng).tolist()},
@@ -302,7 +296,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   try:
     with preemption_lib.Preemption() as preemption:
       batches = iter(())
-      while step < num_steps and not preemption.requested:
+      stop = False
+      while step < num_steps and not stop:
         epoch, batch_in_epoch = divmod(step, steps_per_epoch)
         if step == start_step or batch_in_epoch == 0:
           batches = data.train_batches(
@@ -329,6 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             scalars['steps_per_sec'] = ((step - last_log_step) /
                                         (now - last_log_time))
           last_log_time, last_log_step = now, step
+          diskspace.require(workdir, diskspace.LOG_MARGIN_BYTES, 'logging')
           writer.write(step, scalars)
           metrics_lib.log_scalars('train', step, scalars)
           progress.show(train_scalars)
@@ -340,8 +336,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           metrics_lib.log_scalars(f'eval (epoch {step // steps_per_epoch})',
                                   step, eval_scalars)
           progress.show({**train_scalars, **eval_scalars})
+        stop = preemption.should_stop(step)  # The same in every process.
         if (step % config.train.checkpoint_every_steps == 0
-            or step == num_steps or preemption.requested):
+            or step == num_steps or stop):
           save()
       if preemption.requested and saved_steps[-1] != step:
         save()  # The signal came after this step's checkpoint check.
@@ -355,6 +352,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       if start_step == num_steps:  # A rerun of a finished (or stopped) run.
         logging.info('Already trained to step %d; evaluating only.', step)
         eval_scalars = eval_fn(dataset.eval, 'eval')
+        writer.write_missing(step, {**eval_scalars, 'epoch': step //
+                                    steps_per_epoch})  # If it was lost.
         train_scalars = {k: v for k, v in metrics_lib.last_record(
             workdir, 'train_loss').items() if k.startswith('train_')}
       if dataset.test is not None:  # Read once, after training.
@@ -362,9 +361,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if metrics_lib.last_record(workdir, 'test_loss').get('step') != step:
           writer.write(step, test_scalars)
         metrics_lib.log_scalars('test', step, test_scalars)
+  except Exception as e:  # pylint: disable=broad-except
+    if diskspace.is_disk_full(e):
+      raise diskspace.stopped_error(e, workdir, step, saved_steps[-1],
+                                    checkpoints.directory(workdir)) from None
+    raise
   finally:
     progress.close()
-    writer.close()
+    try:
+      writer.close()
+    except OSError as e:  # A full disk: the error above says what matters.
+      logging.warning('Could not close the metric files: %s', e)
 
   summary = {'step': step, 'num_params': int(num_params),
              'wall_time_sec': time.perf_counter() - start_time,

@@ -4,8 +4,10 @@ Every error is a `ValueError` whose message names the field, the value it has
 and what would be valid, so a typo on the command line never surfaces as a
 traceback from deep inside JAX. Each group's fields are checked by their
 owner (`data.check_config` and the dataset entries, `models.check_config`,
-`encodings.check_config` and the encoding entries, `allocator`); this module
-holds the generic and cross-group checks, and the resume check.
+`encodings.check_config` and the encoding entries, `optimizers`); this module
+holds the generic and cross-group checks, the memory estimate's verdict
+(`posenc.memory`), and the comparison of a workdir's config.json with the
+config that resumes it (`check_resume`) or evaluates it (`check_eval`).
 """
 
 import json
@@ -14,66 +16,68 @@ from typing import Any
 
 import jax
 import ml_collections
+from absl import logging
 
 from posenc import allocator
 from posenc import checks
 from posenc import config as posenc_config
 from posenc import data
 from posenc import encodings
+from posenc import memory
 from posenc import models
+from posenc import optimizers
 
 PARALLEL_MODES = ('jit', 'pmap')
-OPTIMIZERS = ('adam', 'adamw', 'sgd')
 
 
 def check_config(config: ml_collections.ConfigDict, num_devices: int, *,
-                 evaluating: bool = False) -> None:
+                 evaluating: bool = False, data_given: bool = False) -> None:
   """Raises ValueError for the first invalid field of `config`.
 
   `evaluating`: the config is for evaluating a trained checkpoint (learned
-  tables may then be resampled to a longer eval length).
+  tables may then be resampled to a longer eval length). `data_given`: the
+  data comes from the caller (`train_and_evaluate(..., dataset=...)`), not
+  from the config's data group, which is then not checked; `check_dataset`
+  checks the lengths and sizes of the data itself.
   """
   checks.non_negative_int(config, 'seed')
-  data.check_config(config)
+  if not data_given:
+    data.check_config(config)
   checks.choice(config, 'model.posemb', encodings.names())
-  checks.choice(config, 'model.posemb_resample',
-                ('none',) + encodings.RESAMPLE_METHODS)
   models.check_config(config)
   encodings.check_config(config)
   _check_train(config, num_devices)
   m = config.model
-  if m.posemb_randomized:
-    if not encodings.get(m.posemb).uses_positions:
-      raise ValueError('model.posemb_randomized=True needs positions; '
-                       f'model.posemb={m.posemb!r} has none.')
-    if m.max_len is None or m.max_len <= config.data.seq_len:
-      raise ValueError(
-          f'model.posemb_randomized=True draws positions from 0..max_len-1, '
-          f'so model.max_len={m.max_len} must be larger than data.seq_len='
-          f'{config.data.seq_len} (e.g. {4 * config.data.seq_len}).')
+  if m.posemb_randomized and not encodings.get(m.posemb).uses_positions:
+    raise ValueError('model.posemb_randomized=True needs positions; '
+                     f'model.posemb={m.posemb!r} has none.')
   if m.posemb_resample != 'none' and not evaluating:
     raise ValueError(
         f'model.posemb_resample={m.posemb_resample!r} applies when evaluating '
         "a checkpoint (--mode=eval); valid when training: 'none'.")
-  known = data.lengths(config)
+  known = None if data_given else data.lengths(config)
   if known is not None:
     check_lengths(config, *known, evaluating=evaluating)
+    if config.train.batch_size > config.data.num_train:
+      raise ValueError(
+          f'train.batch_size={config.train.batch_size} is larger than '
+          f'data.num_train={config.data.num_train}; valid: batch_size <= '
+          'num_train.')
+    # Last: the sizes are valid. (Data known only once loaded: in
+    # check_dataset.)
+    memory.check(config, evaluating=evaluating)
 
 
 def _check_train(config: ml_collections.ConfigDict, num_devices: int) -> None:
   checks.choice(config, 'train.parallel', PARALLEL_MODES)
   checks.choice(config, 'train.allocator', allocator.ALLOCATORS)
-  checks.choice(config, 'train.optimizer', OPTIMIZERS)
+  optimizers.check_config(config)
   for field in ('num_epochs', 'batch_size', 'log_every_steps',
                 'checkpoint_every_steps', 'keep_checkpoints'):
     checks.positive_int(config, f'train.{field}')
-  checks.real(config, 'train.learning_rate', low=0.0)
-  checks.real(config, 'train.weight_decay', low=0.0, low_inclusive=True)
   t = config.train
-  if t.weight_decay and t.optimizer != 'adamw':
-    raise ValueError(
-        f'train.weight_decay={t.weight_decay} applies to '
-        f"train.optimizer='adamw' only; valid with {t.optimizer!r}: 0.0.")
+  if t.memory_limit_gib is not None:
+    checks.real(config, 'train.memory_limit_gib', low=0.0)
   if t.batch_size % num_devices:
     raise ValueError(
         f'train.batch_size={t.batch_size} is not divisible by the device '
@@ -83,20 +87,22 @@ def _check_train(config: ml_collections.ConfigDict, num_devices: int) -> None:
         "train.parallel='pmap' runs in one process; with "
         f"{jax.process_count()} processes use 'jit' (one Mesh over every "
         "process's devices).")
-  if data.lengths(config) is not None and t.batch_size > config.data.num_train:
-    raise ValueError(
-        f'train.batch_size={t.batch_size} is larger than data.num_train='
-        f'{config.data.num_train}; valid: batch_size <= num_train.')
 
 
 def check_lengths(config: ml_collections.ConfigDict, train_len: int,
                   eval_len: int, *, evaluating: bool = False) -> None:
-  """Sequence lengths against the model's position tables."""
+  """Sequence lengths (the data's, or the config's before loading) against
+  the model's position tables."""
   m = config.model
   if m.max_len is not None and train_len > m.max_len:
     raise ValueError(
         f'data.seq_len={train_len} is longer than model.max_len='
         f'{m.max_len}; valid: seq_len <= max_len (or leave max_len unset).')
+  if m.posemb_randomized and (m.max_len is None or m.max_len <= train_len):
+    raise ValueError(
+        f'model.posemb_randomized=True draws positions from 0..max_len-1, '
+        f'so model.max_len={m.max_len} must be larger than the training '
+        f'length {train_len} (e.g. {4 * train_len}).')
   if not encodings.get(m.posemb).has_table:
     return  # No table to outgrow.
   table_rows = train_len if m.max_len is None else m.max_len
@@ -113,8 +119,8 @@ def check_lengths(config: ml_collections.ConfigDict, train_len: int,
 
 def check_dataset(config: ml_collections.ConfigDict, dataset: data.Dataset, *,
                   evaluating: bool = False) -> None:
-  """A loaded (or given) dataset against the config: its arrays, batch size
-  and lengths."""
+  """A loaded (or given) dataset against the config: its arrays, batch size,
+  lengths and the memory its sizes need."""
   dataset.check()
   n = data.num_examples(dataset.train)
   if config.train.batch_size > n:
@@ -123,16 +129,44 @@ def check_dataset(config: ml_collections.ConfigDict, dataset: data.Dataset, *,
         f'{n} training examples; valid: batch_size <= {n}.')
   check_lengths(config, dataset.seq_len, dataset.eval_seq_len,
                 evaluating=evaluating)
+  memory.check(config, dataset, evaluating=evaluating)
 
 
-# Fields a resumed run may change: how long and how it trains, logs and saves,
-# not what it trains.
+# Fields a resumed run may change. These keep it bit-identical to an
+# uninterrupted run: how long it trains, how it logs, saves and caches, and
+# the memory limit (checked in tests/reliability_test.py and
+# tests/validate_test.py).
+BIT_IDENTICAL_CHANGES = ('train.num_epochs', 'train.log_every_steps',
+                         'train.checkpoint_every_steps',
+                         'train.keep_checkpoints', 'data.cache_dir',
+                         'train.memory_limit_gib',
+                         # A file may move: its SHA-256 (data_sha256) is
+                         # what is compared.
+                         'data.path',
+                         # Where buffers live; the same arithmetic.
+                         'train.allocator', 'model.remat')
+# Allowed with a warning: the same model and data, computed with other
+# rounding, so the resumed run's numbers differ from an uninterrupted run's
+# ('fused': eval loss 0.48244004 against 0.48243985).
+CHANGES_WITH_WARNING = ('model.attention',)
+RESUMABLE_CHANGES = BIT_IDENTICAL_CHANGES + CHANGES_WITH_WARNING
 # (Not train.parallel: pmap folds the device index into the dropout key.)
-RESUMABLE_CHANGES = ('train.num_epochs', 'train.log_every_steps',
-                     'train.checkpoint_every_steps', 'train.keep_checkpoints',
-                     'data.cache_dir',
-                     # Speed options with the same arithmetic.
-                     'train.allocator', 'model.remat', 'model.attention')
+
+# Fields in which `--mode=eval` may differ from the run that trained the
+# checkpoint: what evaluation is for (the eval length and how learned
+# tables are resampled to it), what only changes how it runs (cache,
+# allocator, memory limit, the batch size it evaluates in, the attention
+# kernel, remat), and what only acts in training (the train.* fields below,
+# dropout, randomized positions). Not train.optimizer: its state is part of
+# the checkpoint restored; not seed or any other data.* field: other data.
+EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
+                'data.cache_dir', 'data.path', 'train.allocator', 'train.memory_limit_gib',
+                'train.batch_size', 'model.attention', 'model.remat',
+                'train.num_epochs', 'train.learning_rate',
+                'train.weight_decay', 'train.parallel',
+                'train.log_every_steps', 'train.checkpoint_every_steps',
+                'train.keep_checkpoints', 'model.dropout_rate',
+                'model.attention_dropout_rate', 'model.posemb_randomized')
 DATA_FINGERPRINT = 'data_sha256'  # Key in config.json beside the config.
 
 
@@ -156,37 +190,79 @@ def run_record(config: ml_collections.ConfigDict,
   return record
 
 
-def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                 data_sha256: str | None = None) -> None:
-  """Raises ValueError if `workdir` holds checkpoints of another config.
+def differences(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                data_sha256: str | None = None
+                ) -> dict[str, tuple[Any, Any]] | None:
+  """`{field: (in the workdir, now)}` for every field of `config` (and the
+  data's fingerprint) that differs from the run in `workdir`'s config.json;
+  None where `workdir` holds no checkpoint. Reads only.
 
-  Compares with the `config.json` the run wrote; every differing field
-  outside RESUMABLE_CHANGES is named (the data's fingerprint too). Reads
-  only.
+  Raises ValueError if there are checkpoints but no readable config.json.
   """
   ckpt_dir = pathlib.Path(workdir) / 'checkpoints'
   if not ckpt_dir.is_dir() or not any(
       p.name.isdigit() for p in ckpt_dir.iterdir()):
-    return
+    return None
   saved_path = pathlib.Path(workdir) / 'config.json'
   try:
     saved = _flat(json.loads(saved_path.read_text()))
   except (OSError, ValueError) as e:
     raise ValueError(
         f'{workdir} has checkpoints but no readable config.json ({e}), so '
-        'resuming cannot be checked; use a new --workdir.') from None
+        'the config they were trained with is unknown; use a new '
+        '--workdir.') from None
   now = _flat(run_record(config, data_sha256))
   # Fields added to posenc after the run was written count as their
   # defaults, which is what that run used.
   defaults = _flat(run_record(posenc_config.get_config()))
   saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
-  differ = [f'{k}: {saved.get(k, "<absent>")!r} in the workdir, '
-            f'{now.get(k, "<absent>")!r} now'
-            for k in sorted(set(saved) | set(now))
-            if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k)]
-  if differ:
+  return {k: (saved.get(k, '<absent>'), now.get(k, '<absent>'))
+          for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
+
+
+def _describe(changed: dict[str, tuple[Any, Any]]) -> str:
+  return '; '.join(f'{k}: {was!r} in the workdir, {now!r} now'
+                   for k, (was, now) in changed.items())
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                 data_sha256: str | None = None) -> None:
+  """Raises ValueError if `workdir` holds checkpoints of another config.
+
+  Compares with the `config.json` the run wrote; every differing field
+  outside RESUMABLE_CHANGES is named (the data's fingerprint too). Logs a
+  warning for each change in CHANGES_WITH_WARNING. Reads only.
+  """
+  changed = differences(config, workdir, data_sha256)
+  if not changed:
+    return
+  refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
+  if refused:
     raise ValueError(
         f'{workdir} holds a run with another config, which cannot be resumed '
-        f'with this one: {"; ".join(differ)}. Use a new --workdir, or the '
+        f'with this one: {_describe(refused)}. Use a new --workdir, or the '
         'saved config (only these may change on resume: '
         f'{", ".join(RESUMABLE_CHANGES)}).')
+  differ = {k: v for k, v in changed.items() if k in CHANGES_WITH_WARNING}
+  if differ:
+    logging.warning(
+        'Resuming %s with %s: the same model, computed with other rounding, '
+        'so results will differ from an uninterrupted run (not '
+        'bit-identical; only %s keep it).', workdir, _describe(differ),
+        ', '.join(BIT_IDENTICAL_CHANGES))
+
+
+def check_eval(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+               data_sha256: str | None = None) -> None:
+  """Raises ValueError if `config` evaluates something other than what
+  `workdir`'s checkpoints were trained on: every field that differs from
+  its config.json outside EVAL_CHANGES is named (the data's fingerprint
+  too). Reads only; nothing to check without checkpoints."""
+  changed = differences(config, workdir, data_sha256) or {}
+  refused = {k: v for k, v in changed.items() if k not in EVAL_CHANGES}
+  if refused:
+    raise ValueError(
+        f'{workdir} holds a run trained with another config, so this one '
+        f'would evaluate something else: {_describe(refused)}. Evaluate '
+        'with the saved config (its config.json), changing only: '
+        f'{", ".join(EVAL_CHANGES)}.')

@@ -1,11 +1,20 @@
-"""Tests of the dataset cache: reuse, and damaged files regenerated."""
+"""Tests of the dataset cache: reuse, damaged files regenerated, and the
+temporary files of a killed writer removed."""
 
 import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
 from posenc.datasets import cache
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _generator(calls):
@@ -62,3 +71,46 @@ def test_damaged_entry_is_detected_and_regenerated(tmp_path, damage, caplog):
   # The regenerated entry is intact and reused.
   cache.load_or_generate(tmp_path, 'toy', {}, _generator(calls))
   assert len(calls) == 2
+
+
+_KILLED_WRITER = '''
+import os, pathlib, sys, time
+from posenc.datasets import cache
+def write(f):
+  f.write(b'x' * 1000)
+  f.flush()
+  print('writing', flush=True)
+  time.sleep(600)
+cache._atomic_write(pathlib.Path(sys.argv[1]) / 'toy-0.npz', write)
+'''
+
+
+def test_temporary_files_of_a_killed_writer_are_removed(tmp_path, caplog):
+  writer = subprocess.Popen(
+      [sys.executable, '-c', _KILLED_WRITER, str(tmp_path)],
+      cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)},
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert writer.stdout.readline().strip() == 'writing'
+    (orphan,) = tmp_path.glob('.toy-0.npz.*')
+    assert f'.{writer.pid}.' in orphan.name
+    # Its writer alive and writing: left alone.
+    cache.load_or_generate(tmp_path, 'toy', {}, _generator([]))
+    assert orphan.exists()
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+  finally:
+    if writer.poll() is None:
+      writer.kill()
+      writer.wait()
+  # Untouched for long (another host's, or an older posenc's): removed too.
+  old = tmp_path / '.toy-1.json.abc_123x'
+  old.write_text('{')
+  os.utime(old, (time.time() - cache.STALE_SECONDS - 60,) * 2)
+  recent = tmp_path / '.toy-2.json.tmp.1.otherhost.abc_123x'
+  recent.write_text('{')
+  cache.load_or_generate(tmp_path, 'toy', {}, _generator([]))
+  assert not orphan.exists() and not old.exists()
+  assert recent.exists()  # Another host's writer may still be at work.
+  assert 'its writer is gone' in caplog.text
+  assert 'untouched for' in caplog.text

@@ -70,8 +70,15 @@ class FirstVersusLast(data.Source):
                         eval=make(eval_rng, config.num_eval), num_classes=2)
 
 
-encodings.register(OneHot())
-data.register(FirstVersusLast())
+@pytest.fixture(scope='module', autouse=True)
+def _registered():
+  """The entries exist while this module's tests run, and only then: other
+  test modules see the built-in registries."""
+  encodings.register(OneHot())
+  data.register(FirstVersusLast())
+  yield
+  encodings.unregister('test_onehot')
+  data.unregister('test_first_vs_last')
 
 
 def _small(**changes) -> ml_collections.ConfigDict:
@@ -123,10 +130,17 @@ def test_registered_dataset_trains_through_the_public_api(tmp_path):
                                        'data.seq_len': 1}), tmp_path / 'x')
 
 
-def test_registries_refuse_clashes():
+def test_registries_refuse_clashes_and_take_a_redefined_class():
   with pytest.raises(ValueError, match="'test_onehot' is registered already"):
     encodings.register(type('Other', (encodings.Encoding,),
                             {'name': 'test_onehot'})())
+  # A class defined again (a reloaded module, a notebook cell run twice)
+  # replaces its entry.
+  again = type('OneHot', (OneHot,), {'__module__': OneHot.__module__,
+                                     '__qualname__': OneHot.__qualname__})()
+  assert encodings.register(again) is encodings.get('test_onehot')
+  encodings.register(OneHot())
+  data.register(FirstVersusLast())
   with pytest.raises(ValueError, match='acts .*sideways.* not known'):
     encodings.register(type('Odd', (encodings.Encoding,), {
         'name': 'test_odd', 'acts': frozenset({'sideways'})})())
@@ -321,3 +335,25 @@ def test_checkpoints_from_before_the_registries_still_load(name, tmp_path):
                              rtol=1e-6)
   record = evaluation.evaluate_checkpoint(config, workdir)
   assert record['eval_accuracy'] == expected['eval_accuracy']
+
+
+def test_own_arrays_are_checked_by_their_own_lengths_not_the_config(tmp_path):
+  """The config's data group (argmax, seq_len=10, num_train=16384) says
+  nothing about given arrays: their lengths and count are what is checked."""
+  x, y = _arrays(n=200, length=5)
+  dataset = data.Dataset.from_arrays(train=(x[:160], y[:160]),
+                                     eval=(x[160:], y[160:]))
+  config = default.get_config()
+  config.data.num_train = 16  # Not the given data's count: ignored.
+  config.model.max_len = 8  # Shorter than data.seq_len=10: fine here.
+  config.model.posemb_randomized = True
+  config.train.num_epochs = 1
+  summary = train.train_and_evaluate(config, tmp_path / 'ok', dataset=dataset,
+                                     devices=ONE_DEVICE)
+  assert summary['step'] == 160 // 32
+  config.model.max_len = 5  # Randomizing over exactly L positions: refused.
+  with pytest.raises(ValueError, match=r'max_len=5 must be larger than the '
+                     r'training length 5'):
+    train.train_and_evaluate(config, tmp_path / 'no', dataset=dataset,
+                             devices=ONE_DEVICE)
+  assert not (tmp_path / 'no').exists()

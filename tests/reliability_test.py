@@ -1,6 +1,7 @@
-"""Runs that survive: SIGKILL, SIGTERM and SIGINT mid-run, damaged checkpoints,
-mismatched configs, divergence. The trainer runs as a subprocess on one CPU
-device, as a user would run it, and is really killed."""
+"""Runs that survive: SIGKILL, SIGTERM and SIGINT mid-run, damaged checkpoints
+and metrics, mismatched configs, divergence, an unwritable eval.jsonl. The
+trainer runs as a subprocess on one CPU device, as a user would run it, and
+is really killed."""
 
 import json
 import os
@@ -17,6 +18,7 @@ import pytest
 from configs import learned
 from posenc import checkpoints
 from posenc import data
+from posenc import metrics
 from posenc import train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -173,12 +175,15 @@ def test_damaged_newest_checkpoint_is_set_aside_and_previous_used(
 def test_mismatched_config_stops_before_touching_files(reference, tmp_path,
                                                        flag, message):
   workdir = _copy_of(reference, tmp_path)
-  before = {p: p.stat().st_mtime_ns for p in workdir.rglob('*')}
+  # Every file but the lock, which records who last held the workdir.
+  mtimes = lambda: {p: p.stat().st_mtime_ns for p in workdir.rglob('*')
+                    if not p.name.startswith('.lock')}
+  before = mtimes()
   result = _run(workdir, flag)
   assert result.returncode != 0
   assert message in result.stderr
   assert 'Traceback' not in result.stderr
-  assert {p: p.stat().st_mtime_ns for p in workdir.rglob('*')} == before
+  assert mtimes() == before
 
 
 def test_divergence_stops_naming_the_step_and_keeps_the_last_checkpoint(
@@ -213,3 +218,70 @@ def test_rerunning_a_finished_run_evaluates_only_and_changes_no_metrics(
   fewer = _run(workdir, '--config.train.num_epochs=10')
   assert fewer.returncode != 0
   assert 'train.num_epochs=10 makes 320 steps' in fewer.stderr
+
+
+@pytest.mark.parametrize('damage', ['garbage_line_21', 'cut_last_line'])
+def test_damaged_metrics_lines_are_set_aside_and_the_rest_kept(
+    reference, tmp_path, damage):
+  workdir = _copy_of(reference, tmp_path)
+  path = workdir / 'metrics.jsonl'
+  lines = path.read_text().splitlines(keepends=True)
+  if damage == 'garbage_line_21':
+    victim = 21
+    lines[20] = 'GARBAGE\n'
+  else:  # The final eval line, cut short: a rerun writes it again.
+    victim = len(lines)
+    assert json.loads(lines[-1])['epoch'] == 20
+    lines[-1] = lines[-1][:len(lines[-1]) // 2]
+  path.write_text(''.join(lines))
+  result = _run(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'1 line(s) of {path} are damaged' in result.stderr
+  (aside,) = (workdir / metrics.DAMAGED_FILE).read_text().splitlines()
+  assert json.loads(aside)['line'] == victim
+  expected = _metrics(reference)
+  if damage == 'garbage_line_21':  # That line is gone; every other stays.
+    del expected[20]
+  assert _metrics(workdir) == expected
+  summary = json.loads((workdir / 'summary.json').read_text())
+  reference_summary = json.loads((reference / 'summary.json').read_text())
+  for key in ('step', 'train_loss', 'eval_loss', 'eval_accuracy'):
+    assert summary[key] == reference_summary[key]
+
+
+def test_every_checkpoint_damaged_is_refused_naming_the_workdir(
+    reference, tmp_path):
+  workdir = _copy_of(reference, tmp_path)
+  for step_dir in (workdir / 'checkpoints').iterdir():
+    (step_dir / checkpoints.DIGEST_FILE).write_text('{}garbled')
+  steps = checkpoints.steps(workdir)
+  result = _run(workdir)
+  assert result.returncode != 0
+  assert f'every checkpoint in {workdir / "checkpoints"} is damaged' in (
+      result.stderr)
+  assert 'restart_if_damaged' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert 'First step' not in result.stderr  # Refused, not restarted.
+  assert checkpoints.steps(workdir) == steps  # Left in place.
+  assert _metrics(workdir) == _metrics(reference)
+  # Opting in: they are set aside and training starts again (1 epoch here).
+  restarted = _run(workdir, '--config.train.num_epochs=1',
+                   '--restart_if_damaged')
+  assert restarted.returncode == 0, restarted.stderr[-3000:]
+  assert 'First step' in restarted.stderr
+  assert json.loads((workdir / 'summary.json').read_text())['step'] == 32
+  assert checkpoints.steps(workdir) == [32]
+  assert len(list((workdir / 'checkpoints' / 'damaged').iterdir())) == 3
+
+
+def test_eval_result_survives_a_failed_write(reference, tmp_path):
+  workdir = _copy_of(reference, tmp_path)
+  # eval.jsonl cannot be appended to, as on a read-only file system (a
+  # folder stands in: as root, permissions would not stop the write).
+  (workdir / 'eval.jsonl').mkdir()
+  result = _run(workdir, '--mode=eval')
+  assert result.returncode != 0
+  logged = result.stderr.split('as a line of eval.jsonl: ')[1].splitlines()[0]
+  assert json.loads(logged)['step'] == 640
+  assert str(workdir / 'eval.jsonl') in result.stderr
+  assert 'could not append the result to eval.jsonl' in result.stderr

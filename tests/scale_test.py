@@ -5,7 +5,9 @@ between the two, and clear errors. Every process is killed at the end."""
 import json
 import os
 import pathlib
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -172,3 +174,42 @@ def test_incomplete_or_invalid_cluster_flags_are_refused(tmp_path, flags,
   assert result.returncode != 0
   assert message in result.stderr
   assert not (tmp_path / 'never').exists()
+
+
+def test_a_signal_to_one_process_stops_every_process_at_the_same_step(
+    tmp_path):
+  """SIGTERM to process 1 alone: JAX's preemption sync point makes both
+  processes stop after the same step and save one checkpoint of it."""
+  workdir, port = tmp_path / 'run', _free_port()
+  logs = [open(tmp_path / f'{i}.log', 'w+') for i in range(2)]  # pylint: disable=consider-using-with
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'posenc.main', *FLAGS,
+       '--config.train.num_epochs=200', f'--workdir={workdir}',
+       f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+       f'--process_id={i}'], cwd=REPO, env=_env(2), stdout=subprocess.DEVNULL,
+      stderr=logs[i], text=True) for i in range(2)]
+  metrics = workdir / 'metrics.jsonl'
+  try:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and procs[1].poll() is None:
+      if metrics.exists() and len(metrics.read_text().splitlines()) >= 4:
+        procs[1].send_signal(signal.SIGTERM)
+        break
+      time.sleep(0.05)
+    codes = [p.wait(timeout=TIMEOUT) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  outputs = []
+  for log in logs:
+    log.seek(0)
+    outputs.append(log.read())
+  assert codes == [0, 0], [o[-2000:] for o in outputs]
+  stops = [re.findall(r'Every process stops at step (\d+)', o) for o in outputs]
+  assert len(stops[0]) == len(stops[1]) == 1 and stops[0] == stops[1], stops
+  stop = int(stops[0][0])
+  assert 16 <= stop < 1600  # Mid-run: 200 epochs of 8 steps.
+  assert max(checkpoints.steps(workdir)) == stop
+  assert json.loads(metrics.read_text().splitlines()[-1])['step'] <= stop

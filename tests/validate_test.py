@@ -1,16 +1,27 @@
-"""Every bad config value gets a ValueError naming the field, before compiling."""
+"""Every bad config value gets a ValueError naming the field, before
+compiling; which changes a resumed run may make, and which of them keep it
+bit-identical."""
 
+import json
 import math
+import os
+import pathlib
+import subprocess
+import sys
 
 import hypothesis
+import jax
+import numpy as np
 import pytest
 from hypothesis import strategies as st
 
 from posenc import config as default
 from posenc import allocator
+from posenc import checkpoints
 from posenc import data
 from posenc import encodings
 from posenc import models
+from posenc import train
 from posenc import validate
 
 # (field, bad value, a fragment of what the message must say)
@@ -56,6 +67,8 @@ BAD_VALUES = [
     ('data.patch_size', 0, r'data.patch_size=0.*positive integer'),
     ('data.patch_size', 4, r"patch_size=4 applies to MNIST-1D only; valid "
      r"for data.name='argmax': 1"),
+    ('train.memory_limit_gib', 0.0,
+     r'train.memory_limit_gib=0.0.*finite number in \(0.0, inf\)'),
 ]
 
 
@@ -127,7 +140,8 @@ def _with(**fields):
     (dict(model__posemb='none', model__posemb_randomized=True),
      r"posemb_randomized=True needs positions; model.posemb='none'"),
     (dict(model__posemb_randomized=True),
-     r'model.max_len=None must be larger than data.seq_len=10 \(e.g. 40\)'),
+     r'model.max_len=None must be larger than the training length 10 '
+     r'\(e.g. 40\)'),
     (dict(model__posemb_resample='linear'),
      r"posemb_resample='linear' applies when evaluating.*--mode=eval"),
     (dict(data__min_seq_len=12), r'data.min_seq_len=12.*seq_len=10'),
@@ -217,6 +231,7 @@ REAL_FIELDS = {  # field: invalid values
                            st.floats(max_value=-1e-9) | NON_FINITE),
     'model.attention_dropout_rate': (st.floats(min_value=1.0) |
                                      st.floats(max_value=-1e-9) | NON_FINITE),
+    'train.memory_limit_gib': st.floats(max_value=0.0) | NON_FINITE,
 }
 STRING_FIELDS = {
     'data.name': data.names(),
@@ -265,3 +280,112 @@ def test_any_unknown_string_is_refused_naming_the_field(data_):
                   value=st.integers(max_value=-1))
 def test_any_negative_seed_is_refused_naming_the_field(field, value):
   _assert_names_field(field, value)
+
+
+# Resuming with changed fields: refused, allowed with a warning that the
+# numbers will differ, or allowed keeping the run bit-identical.
+def _saved_workdir(tmp_path, config):
+  (tmp_path / 'checkpoints' / '8').mkdir(parents=True)
+  (tmp_path / 'config.json').write_text(json.dumps(validate.run_record(config)))
+  return tmp_path
+
+
+def test_resume_warns_where_numbers_will_differ(tmp_path, caplog):
+  workdir = _saved_workdir(tmp_path, default.get_config())
+  assert not set(validate.BIT_IDENTICAL_CHANGES) & set(
+      validate.CHANGES_WITH_WARNING)
+  changed = _with(model__remat=True, train__num_epochs=9,
+                  train__memory_limit_gib=8.0, train__allocator='tcmalloc')
+  validate.check_resume(changed, workdir)
+  assert 'bit-identical' not in caplog.text
+  validate.check_resume(_with(model__attention='fused'), workdir)
+  assert ("model.attention: 'einsum' in the workdir, 'fused' now: the same "
+          'model, computed with other rounding, so results will differ from '
+          'an uninterrupted run') in caplog.text
+  with pytest.raises(ValueError, match=r'model.d_model: 64 in the workdir, '
+                     r'32 now.*only these may change on resume: '
+                     r'train.num_epochs'):
+    validate.check_resume(_with(model__d_model=32), workdir)
+
+
+def _tiny(**fields):
+  """8 steps per epoch, 2 epochs, a checkpoint every epoch, dropout on."""
+  return _with(**{**dict(
+      data__num_train=256, data__num_eval=64, model__d_model=16,
+      model__num_heads=2, model__mlp_dim=32, model__dropout_rate=0.1,
+      train__num_epochs=2, train__checkpoint_every_steps=8), **fields})
+
+
+def _params(workdir, config):
+  dataset = data.load(config.data, config.seed)
+  target = train.create_train_state(
+      jax.random.key(0), config, train.make_model(config, dataset),
+      dataset.example_inputs())
+  return jax.tree.leaves(jax.device_get(
+      checkpoints.restore(workdir, target)[0].params))
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """Trains once uninterrupted; returns (its parameters, a resumer: train
+  1 epoch, then resume to 2 with `fields` changed)."""
+  one = jax.devices()[:1]
+  base = tmp_path_factory.mktemp('resume')
+  train.train_and_evaluate(_tiny(), base / 'whole', devices=one)
+  expected = _params(base / 'whole', _tiny())
+
+  def resume(name, **fields):
+    workdir = base / name
+    train.train_and_evaluate(_tiny(train__num_epochs=1), workdir, devices=one)
+    train.train_and_evaluate(_tiny(**fields), workdir, devices=one)
+    return _params(workdir, _tiny())
+  return expected, resume
+
+
+def _bit_identical(a, b):
+  return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_bit_identical_changes_resume_bit_identically(runs):
+  # Measured: remat recomputes the same operations in the backward pass.
+  # (train.allocator takes effect only from the command line: below.)
+  expected, resume = runs
+  resumed = resume('bit', model__remat=True, train__log_every_steps=3,
+                   train__checkpoint_every_steps=5, train__keep_checkpoints=1,
+                   train__memory_limit_gib=8.0, data__cache_dir='/tmp/other')
+  assert _bit_identical(resumed, expected)
+
+
+def test_fused_attention_resumes_with_other_numbers(runs):
+  # Measured: the largest parameter difference after 8 more steps is about
+  # 2e-7; the eval loss of the main config moved in the 7th digit.
+  expected, resume = runs
+  resumed = resume('fused', model__attention='fused')
+  assert not _bit_identical(resumed, expected)
+  np.testing.assert_allclose(np.concatenate([x.ravel() for x in resumed]),
+                             np.concatenate([x.ravel() for x in expected]),
+                             atol=1e-5)
+
+
+@pytest.mark.skipif(allocator.find_tcmalloc() is None,
+                    reason='tcmalloc is not installed')
+def test_allocator_change_resumes_bit_identically(tmp_path):
+  # The allocator is chosen when the process starts: from the command line.
+  # Measured with libtcmalloc-minimal4 2.10: bit-identical.
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  flags = ['--config.data.num_train=256', '--config.data.num_eval=64',
+           '--config.model.d_model=16', '--config.model.num_heads=2',
+           '--config.model.mlp_dim=32', '--config.model.dropout_rate=0.1',
+           '--config.train.checkpoint_every_steps=8']
+  env = {**os.environ, 'PYTHONPATH': str(repo), 'XLA_FLAGS': ''}
+  cli = lambda workdir, *more: subprocess.run(
+      [sys.executable, '-m', 'posenc.main', f'--config={repo}/configs/'
+       'default.py', f'--workdir={workdir}', *flags, *more], env=env,
+      cwd=repo, capture_output=True, text=True, timeout=300, check=True)
+  cli(tmp_path / 'whole', '--config.train.num_epochs=2')
+  cli(tmp_path / 'resumed', '--config.train.num_epochs=1')
+  result = cli(tmp_path / 'resumed', '--config.train.num_epochs=2',
+               '--config.train.allocator=tcmalloc')
+  assert 'restarting with LD_PRELOAD' in result.stderr
+  assert _bit_identical(_params(tmp_path / 'resumed', _tiny()),
+                        _params(tmp_path / 'whole', _tiny()))

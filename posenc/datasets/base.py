@@ -121,6 +121,9 @@ class Dataset:
       num_classes = 1 + max(int(b['labels'].max(initial=0))
                             for b in splits.values() if 'labels' in b)
       num_classes = max(num_classes, 2)
+    if not tokens and vocab_size is not None:
+      raise ValueError(f'vocab_size={vocab_size} applies to int token inputs, '
+                       'but the inputs are float features; valid: None.')
     if tokens and vocab_size is None:
       vocab_size = 1 + max(int(b['inputs'].max(initial=0))
                            for b in splits.values() if 'inputs' in b)
@@ -232,17 +235,32 @@ def register(entry: Source) -> Source:
   if not entry.names:
     raise ValueError(f'{type(entry).__name__} has no names.')
   taken = {stream for name, source in _REGISTRY.items()
-           if type(source) is not type(entry)
+           if not _same_class(source, entry)
            for stream in [source.streams[name]] if stream is not None}
   clash = sorted({s for s in entry.streams.values() if s is not None} & taken)
   if clash:
     raise ValueError(f'{type(entry).__name__}: streams {clash} are taken; '
                      f'taken: {sorted(taken)}.')
   for name in entry.names:
-    if name in _REGISTRY and type(_REGISTRY[name]) is not type(entry):
-      raise ValueError(f'a dataset named {name!r} is registered already.')
+    if name in _REGISTRY and not _same_class(_REGISTRY[name], entry):
+      raise ValueError(f'a dataset named {name!r} is registered already '
+                       f'({type(_REGISTRY[name]).__name__}); unregister it '
+                       'first.')
     _REGISTRY[name] = entry
   return entry
+
+
+def _same_class(a: object, b: object) -> bool:
+  """The same class, also when its module was reloaded or its notebook cell
+  run again: registering it again replaces the entry."""
+  ta, tb = type(a), type(b)
+  return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
+
+
+def unregister(name: str) -> None:
+  """Removes the dataset `name` (for tests and notebooks)."""
+  get(name)  # A clear error for an unknown name.
+  del _REGISTRY[name]
 
 
 def names() -> tuple[str, ...]:

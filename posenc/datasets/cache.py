@@ -5,29 +5,75 @@ the parameters it was generated from and the SHA-256 of the `.npz` file.
 Both are written to a temporary name and renamed, so a crash mid-write never
 leaves a half-written entry under the real name. A read that finds a missing
 record, a digest that does not match, or a file numpy cannot parse logs a
-warning and regenerates the entry: a damaged file is never used.
+warning and regenerates the entry: a damaged file is never used. Temporary
+files a killed writer left behind (its PID dead on this host, or untouched
+for STALE_SECONDS) are deleted on the next load.
 """
 
 import hashlib
 import json
 import os
 import pathlib
+import re
+import socket
 import tempfile
+import time
 from typing import Any, Callable
 
 import numpy as np
 from absl import logging
 
 FORMAT = 2  # Bump when a generator's output changes for the same parameters.
+STALE_SECONDS = 15 * 60  # A temporary file untouched this long is orphaned.
 Arrays = dict[str, np.ndarray]
+# .<entry>.tmp.<pid>.<host>.<random>; older versions wrote .<entry>.<random>.
+_TEMP = re.compile(r'^\..+\.(npz|json)\.(tmp\.(?P<pid>\d+)\.(?P<host>.+)\.)?'
+                   r'[a-z0-9_]+$')
 
 
 def _digest(path: pathlib.Path) -> str:
   return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Another user's process.
+    return True
+  return True
+
+
+def remove_orphans(root: pathlib.Path) -> list[pathlib.Path]:
+  """Deletes the temporary files in `root` whose writer died (its PID is not
+  running on this host) or that nothing touched for STALE_SECONDS; returns
+  them."""
+  removed = []
+  host, now = socket.gethostname(), time.time()
+  for path in root.glob('.*'):
+    match = _TEMP.match(path.name)
+    if match is None or not path.is_file():
+      continue
+    try:
+      age = now - path.stat().st_mtime
+      dead = (match['pid'] is not None and match['host'] == host
+              and not _alive(int(match['pid'])))
+      if dead or age > STALE_SECONDS:
+        path.unlink()
+        removed.append(path)
+        logging.warning('Deleted %s, left by a cache write that did not '
+                        'finish (%s).', path, 'its writer is gone' if dead
+                        else f'untouched for {age / 60:.0f} minutes')
+    except FileNotFoundError:  # Renamed or deleted by its writer meanwhile.
+      continue
+  return removed
+
+
 def _atomic_write(path: pathlib.Path, write: Callable[[Any], None]) -> None:
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.')
+  fd, tmp = tempfile.mkstemp(
+      dir=path.parent,
+      prefix=f'.{path.name}.tmp.{os.getpid()}.{socket.gethostname()}.')
   try:
     with os.fdopen(fd, 'wb') as f:
       write(f)
@@ -62,6 +108,8 @@ def load_or_generate(cache_dir: str | os.PathLike, name: str,
   key = hashlib.sha256(blob).hexdigest()[:16]
   root = pathlib.Path(cache_dir).expanduser()
   npz, record = root / f'{name}-{key}.npz', root / f'{name}-{key}.json'
+  if root.is_dir():
+    remove_orphans(root)
   arrays = _read(npz, record)
   if arrays is not None:
     logging.info('Loaded %s from the cache: %s', name, npz)

@@ -37,6 +37,7 @@ from posenc.encodings.base import check_config
 from posenc.encodings.base import get
 from posenc.encodings.base import names
 from posenc.encodings.base import register
+from posenc.encodings.base import unregister
 from posenc.encodings import absolute as _absolute
 from posenc.encodings import attention as _attention
 
@@ -45,7 +46,3 @@ for _entry in (_absolute.Learned(), _absolute.Sinusoidal(),
                _attention.Relative(), _absolute.LearnedEveryLayer()):
   register(_entry)
 
-
-def table_names() -> tuple[str, ...]:
-  """Encodings with a learned table that evaluation may resample."""
-  return tuple(n for n in names() if get(n).has_table)

@@ -157,6 +157,9 @@ class Relative(Encoding):
           'valid; valid: larger than relative_num_buckets // 4 = '
           f'{m.relative_num_buckets // 4}, the last exact offset.')
 
+  def num_params(self, model, rows) -> int:
+    return model.relative_num_buckets * model.num_heads
+
   def attention_bias(self, site, positions_BxL):
     cfg = site.config
     bias = site.module('posemb_relative', lambda name: RelativePositionBias(

@@ -60,6 +60,14 @@ class Encoding:
   # positions are then refused.
   uses_positions: ClassVar[bool] = True
 
+  def num_params(self, model: Any, rows: int) -> int:
+    """Parameters the entry adds to a model (`model`: the `config.model`
+    group; `rows`: its tables' rows), for the memory estimate before
+    anything is built (posenc.memory; tests/memory_test.py compares it with
+    the real count)."""
+    del model, rows
+    return 0
+
   def check_fields(self, config: Any) -> None:
     """Checks the values of the config fields this entry owns. Runs for
     every registered entry, whichever is selected: the fields are in every
@@ -112,11 +120,24 @@ def register(entry: Encoding) -> Encoding:
   if unknown:
     raise ValueError(f'{entry.name}: acts {sorted(unknown)} are not known; '
                      f'valid: {", ".join(ACTS)}.')
-  if entry.name in _REGISTRY and type(_REGISTRY[entry.name]) is not type(entry):
+  if entry.name in _REGISTRY and not _same_class(_REGISTRY[entry.name], entry):
     raise ValueError(f'an encoding named {entry.name!r} is registered already '
-                     f'({_REGISTRY[entry.name]!r}).')
+                     f'({_REGISTRY[entry.name]!r}); unregister it first.')
   _REGISTRY[entry.name] = entry
   return entry
+
+
+def _same_class(a: object, b: object) -> bool:
+  """The same class, also when its module was reloaded or its notebook cell
+  run again: registering it again replaces the entry."""
+  ta, tb = type(a), type(b)
+  return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
+
+
+def unregister(name: str) -> None:
+  """Removes the entry `name` (for tests and notebooks)."""
+  get(name)  # A clear error for an unknown name.
+  del _REGISTRY[name]
 
 
 def names() -> tuple[str, ...]:
