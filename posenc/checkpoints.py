@@ -189,13 +189,14 @@ def _adopt(workdir: pathlib.Path, target: Any, step: int
 
 
 def restore_latest(workdir: pathlib.Path, target: Any, *,
-                   restart_if_damaged: bool = False
+                   restart_if_damaged: bool = False, read_only: bool = False
                    ) -> tuple[Any, dict[str, Any]] | None:
   """The newest intact checkpoint as (state, progress), or None if none.
 
-  Damaged checkpoints newer than it are logged, moved aside and skipped;
-  unfinished ones are adopted if they restore. If there are checkpoints but
-  all are damaged, raises `AllDamaged` and moves nothing, unless
+  Damaged checkpoints newer than it are logged, moved aside (unless
+  `read_only`, for readers such as evaluation) and skipped; unfinished ones
+  are adopted if they restore. If there are checkpoints but all are
+  damaged, raises `AllDamaged` and moves nothing, unless
   `restart_if_damaged`: then they are moved aside and None is returned. A
   checkpoint whose files are intact but do not fit `target` raises.
   """
@@ -213,15 +214,19 @@ def restore_latest(workdir: pathlib.Path, target: Any, *,
       logging.warning('Checkpoint of step %d is damaged (%s); trying the '
                       'previous one.', step, problem)
     damaged.append((step, problem))
+  problems = '; '.join(f'step {s}: {p}' for s, p in damaged[:3])
+  if restored is None and damaged and read_only:
+    raise AllDamaged(
+        f'every checkpoint in {directory(workdir)} is damaged ({problems}); '
+        'there is nothing to evaluate. Restore them from a copy.')
   if restored is None and damaged and not restart_if_damaged:
-    problems = '; '.join(f'step {s}: {p}' for s, p in damaged[:3])
     raise AllDamaged(
         f'every checkpoint in {directory(workdir)} is damaged ({problems}), '
         f'so {workdir} would restart from step 0; none was moved. Restore '
         'them from a copy, or restart training from step 0 with '
         '--restart_if_damaged (train_and_evaluate(restart_if_damaged=True)), '
         f'which moves them to {DAMAGED_DIR}/.')
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and not read_only:
     for step, _ in reversed(damaged):  # Oldest first: newer ones kept longer.
       moved = _set_aside(directory(workdir) / str(step))
       logging.warning('Moved the damaged checkpoint of step %d to %s.', step,

@@ -80,3 +80,10 @@ def boolean(config: Any, field: str) -> None:
   value = config[field]
   if not isinstance(value, bool):
     raise ValueError(f'{field}={value!r} is not valid; valid: True or False.')
+
+
+def same_class(a: object, b: object) -> bool:
+  """The same class, also when its module was reloaded or its notebook cell
+  run again (registries then replace the entry rather than refuse it)."""
+  ta, tb = type(a), type(b)
+  return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)

@@ -79,7 +79,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
   target = train.create_train_state(jax.random.key(config.seed), config, model,
                                     dataset.example_inputs())
   workdir_lib.acquire(workdir, read_only_ok=True)  # Until this returns.
-  restored = checkpoints.restore_latest(workdir, target)
+  restored = checkpoints.restore_latest(workdir, target, read_only=True)
   if restored is None:
     raise FileNotFoundError(
         f'no intact checkpoint in {checkpoints.directory(workdir)}; train '

@@ -84,6 +84,23 @@ def _one_line(text: str) -> str:
   return ' '.join(str(text).split())
 
 
+def _bad_override(e: Exception, argv: list[str]) -> str | None:
+  """The override `e` (a KeyError or AttributeError from ml_collections)
+  refuses, described; None if `e` names no field of an override in argv."""
+  text = str(e.args[0] if e.args else e).replace('\\n', '\n')
+  lines = [l.strip(' \\\'"') for l in text.splitlines() if l.strip(' \\\'"')]
+  if not lines:
+    return None
+  for arg in argv:
+    name = arg.partition('=')[0]
+    if name.startswith('--config.') and lines[0] in name.split('.')[1:]:
+      hint = f'; {lines[1][0].lower()}{lines[1][1:]}' if len(lines) > 1 else ''
+      return (f'{name}: the config has no field {lines[0]!r}{hint} (an '
+              'override must name an existing field: '
+              '--config.group.field=value)')
+  return None
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a config file that cannot be loaded (missing,
   not Python, no get_config) or an override of a field that does not exist
@@ -91,12 +108,17 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
+    if '--config must have a value other than None' in str(e):
+      fail('Invalid config file', 'its get_config() returned None; it must '
+           'return an ml_collections.ConfigDict', 2)
     fail('Invalid flags', f'{_one_line(e)} (--helpfull lists the flags)', 2)
   except SyntaxError as e:
     fail('Invalid config file', f'{e.filename}:{e.lineno}: {e.msg}', 2)
-  except KeyError as e:
-    fail('Invalid config override', f'{_one_line(e.args[0])} (an override '
-         'must name an existing field: --config.group.field=value)', 2)
+  except (KeyError, AttributeError) as e:
+    described = _bad_override(e, argv)
+    if described is not None:
+      fail('Invalid config override', described, 2)
+    fail('Invalid config file', f'{type(e).__name__}: {_one_line(e)}', 2)
   except OSError as e:  # config_flags: the file could not be loaded.
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     fail('Invalid config file', lines[-1] if lines else str(e), 2)
@@ -105,18 +127,32 @@ def parse_flags(argv: list[str]) -> list[str]:
     fail('Invalid config file', f'{type(e).__name__}: {_one_line(e)}', 2)
 
 
+def _flag_for(path: str | None) -> str:
+  """Which setting chose `path`: the workdir's or the dataset cache's."""
+  if path:
+    try:
+      cache = pathlib.Path(_CONFIG.value.data.cache_dir).expanduser().absolute()
+      if pathlib.Path(path).absolute().is_relative_to(cache):
+        return 'data.cache_dir'
+    except Exception:  # pylint: disable=broad-except
+      pass
+  return '--workdir'
+
+
 def _file_system_error(e: OSError) -> str:
   """What failed, on which path, and what to do about it."""
   where = f' ({e.filename})' if e.filename else ''
   if e.errno in (errno.ENOSPC, errno.EDQUOT):
-    return f'{e.strerror}{where}'
+    todo = ('' if 'Free some space' in str(e.strerror) else
+            '; free some space and run the same command again')
+    return f'{e.strerror}{where}{todo}'
   hint = {errno.EACCES: 'make it writable or choose another --workdir',
           errno.EROFS: 'the file system is read-only; choose another '
-                       '--workdir or data.cache_dir',
+                       f'{_flag_for(e.filename)}',
           errno.ENOTDIR: 'a file stands where a folder is needed; choose '
-                         'another --workdir or data.cache_dir',
+                         f'another {_flag_for(e.filename)}',
           errno.EEXIST: 'a file stands where a folder is needed; choose '
-                        'another --workdir or data.cache_dir',
+                        f'another {_flag_for(e.filename)}',
           errno.EISDIR: 'a folder stands where a file is needed'}.get(
               e.errno, 'check the path')
   return f'{e.strerror or e}{where}; {hint}'
@@ -132,6 +168,10 @@ def main(argv: list[str]) -> None:
     cause = e.__cause__ or e
     lines = [l.strip() for l in str(cause).splitlines() if l.strip()]
     fail('Invalid config file', lines[-1] if lines else str(cause), 2)
+  except AttributeError:
+    fail('Invalid config file', f'its get_config() returned '
+         f'{type(config).__name__}; it must return an '
+         'ml_collections.ConfigDict', 2)
   try:  # First: it may restart this process.
     allocator.use(config.train.allocator)
   except ValueError as e:
@@ -169,6 +209,10 @@ def main(argv: list[str]) -> None:
     fail('Not found', str(e))
   except OSError as e:
     fail('File system error', _file_system_error(e))
+  except KeyboardInterrupt:  # In training, the loop itself stops and saves.
+    fail('Interrupted', f'stopped outside the training loop (setting up or '
+         f'evaluating); the checkpoints in {workdir} are as they were. Run '
+         'the same command again to go on', 130)
 
 
 if __name__ == '__main__':

@@ -252,6 +252,8 @@ def check(config: ml_collections.ConfigDict,
       low = mid
     else:
       high = mid
+  if last == 'model.d_model':  # It must split into the heads.
+    low -= low % max(1, config.model.num_heads)
   named = ' and '.join(f'{f}={v[f]}' for f in blamed)
   valid = [f'{f}={defaults[f]} (its default)' for f in reset]
   valid.append(f'{last} <= {low}' if low >= 1 else

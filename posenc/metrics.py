@@ -7,9 +7,11 @@ import json
 import os
 import pathlib
 import sys
+import time
 from typing import Any, Mapping
 
 import jax
+import numpy as np
 import tensorboardX
 import tqdm
 from absl import logging
@@ -88,7 +90,7 @@ def _records(raw: bytes) -> tuple[list[str], list[dict], list[dict]]:
   return lines, records, damaged
 
 
-def _replace(path: pathlib.Path, text: str) -> None:
+def write_atomic(path: pathlib.Path, text: str) -> None:
   """Writes `text` to a copy, flushed to disk, and renames it over `path`."""
   tmp = path.with_name(f'{path.name}.tmp')
   with open(tmp, 'w', encoding='utf-8') as f:
@@ -96,6 +98,23 @@ def _replace(path: pathlib.Path, text: str) -> None:
     f.flush()
     os.fsync(f.fileno())
   tmp.replace(path)
+
+
+def first_non_finite(history: list[tuple[int, dict[str, float]]]) -> None:
+  """Raises FloatingPointError naming the first step with a non-finite
+  metric in `history` ((step, metrics) pairs)."""
+  for step, scalars in history:
+    bad = {k: v for k, v in scalars.items() if not np.isfinite(v)}
+    if bad:
+      raise FloatingPointError(
+          f'non-finite metrics at step {step}: {bad}; training stopped and '
+          'no checkpoint was written from it; lower train.learning_rate or '
+          'check the inputs.')
+
+
+def mean(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+  """The mean of each metric over `history` ((step, metrics) pairs)."""
+  return {k: float(np.mean([m[k] for _, m in history])) for k in history[0][1]}
 
 
 def truncate(workdir: pathlib.Path, step: int) -> None:
@@ -125,7 +144,7 @@ def truncate(workdir: pathlib.Path, step: int) -> None:
         damaged[0]['line'], damaged[0]['problem'])
   kept = [l for l, r in zip(lines, records) if r['step'] <= step]
   if ''.join(kept).encode('utf-8') != raw:
-    _replace(path, ''.join(kept))
+    write_atomic(path, ''.join(kept))
   if len(kept) < len(lines):
     logging.info('Dropped %d lines after step %d from %s: they are written '
                  'again.', len(lines) - len(kept), step, path)
@@ -143,13 +162,46 @@ def last_record(workdir: pathlib.Path, key: str) -> dict[str, Any]:
   return next((r for r in reversed(records(workdir)) if key in r), {})
 
 
+def set_aside(workdir: pathlib.Path, why: str) -> None:
+  """Renames `workdir/metrics.jsonl` to `metrics.<why>-<time>.jsonl`, so a
+  run that starts again from step 0 keeps the old run's lines."""
+  path = workdir / 'metrics.jsonl'
+  if path.exists():
+    stamp = time.strftime('%Y%m%d-%H%M%S')
+    target = path.with_name(f'metrics.{why}-{stamp}.jsonl')
+    path.rename(target)
+    logging.warning('Moved the metrics of the run before to %s.', target)
+
+
+def read_text(path: pathlib.Path) -> str | None:
+  """The text of `path`, or None where it cannot be read."""
+  try:
+    return path.read_text(encoding='utf-8')
+  except (OSError, ValueError):
+    return None
+
+
+def previous_summary(workdir: pathlib.Path, step: int) -> dict[str, Any]:
+  """`workdir/summary.json` if it is readable and of `step`, else {}."""
+  try:
+    summary = json.loads(read_text(workdir / 'summary.json') or 'null')
+  except ValueError:
+    return {}
+  ok = isinstance(summary, dict) and summary.get('step') == step
+  return summary if ok else {}
+
+
 def append(path: pathlib.Path, record: Mapping[str, Any]) -> None:
   """Appends `record` to the JSON-lines file `path`. If that fails, the
   OSError names the path and carries the line, so the result is not lost."""
   line = json.dumps(record)
   try:
-    with open(path, 'a', encoding='utf-8') as f:
-      f.write(line + '\n')
+    with open(path, 'ab+') as f:
+      cut = False  # A last line cut short stays a damaged line of its own.
+      if f.seek(0, os.SEEK_END) > 0:
+        f.seek(-1, os.SEEK_END)
+        cut = f.read(1) != b'\n'
+      f.write((('\n' if cut else '') + line + '\n').encode('utf-8'))
   except OSError as e:
     raise OSError(e.errno, f'could not append the result to {path.name} '
                   f'({e.strerror or e}); the line, also logged above: {line}',

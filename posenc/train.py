@@ -176,22 +176,6 @@ def make_parallel(mode: str, apply_fn: Callable[..., Any],
       devices)
 
 
-def _first_non_finite(history: list[tuple[int, dict[str, float]]]) -> None:
-  """Raises FloatingPointError naming the first step with a non-finite
-  metric in `history` ((step, metrics) pairs)."""
-  for step, scalars in history:
-    bad = {k: v for k, v in scalars.items() if not np.isfinite(v)}
-    if bad:
-      raise FloatingPointError(
-          f'non-finite metrics at step {step}: {bad}; training stopped and '
-          'no checkpoint was written from it; lower train.learning_rate or '
-          'check the inputs.')
-
-
-def _mean(history: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
-  return {k: float(np.mean([m[k] for _, m in history])) for k in history[0][1]}
-
-
 @workdir_lib.releasing
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str | pathlib.Path, *,
@@ -224,9 +208,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       data_sha256 = dataset.sha256()
     validate.check_dataset(config, dataset)
     workdir_lib.acquire(workdir)  # Until this returns; before any write.
-    validate.check_resume(config, workdir, data_sha256)
+    changed = validate.check_resume(config, workdir, data_sha256)
   start_time = time.perf_counter()
   workdir.mkdir(parents=True, exist_ok=True)
+  diskspace.require(workdir, diskspace.LOG_MARGIN_BYTES, 'starting the run')
   is_chief = jax.process_index() == 0
 
   model = make_model(config, dataset)
@@ -257,9 +242,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           f'num_epochs >= {-(-start_step // steps_per_epoch)}, or a new '
           '--workdir.')
   if is_chief:  # Lines after the start are written again (all, if fresh).
+    if restored is None and restart_if_damaged:
+      metrics_lib.set_aside(workdir, 'before-restart')
     metrics_lib.truncate(workdir, start_step)
-    (workdir / 'config.json').write_text(json.dumps(
-        validate.run_record(config, data_sha256), indent=2))
+    if changed:  # What config.json said before, kept beside it.
+      metrics_lib.append(workdir / 'config_changes.jsonl', {
+          'step': start_step, 'changed': changed})
+    record = json.dumps(validate.run_record(config, data_sha256), indent=2)
+    if metrics_lib.read_text(workdir / 'config.json') != record:
+      metrics_lib.write_atomic(workdir / 'config.json', record)
   logging.info('Model: %s, %d parameters, %d devices (%s).',
                model.config, num_params, len(devices),
                config.train.parallel)
@@ -272,6 +263,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_scalars, eval_scalars, test_scalars = {}, {}, {}
   pending: list[tuple[int, Metrics]] = []  # On device, not yet fetched.
   saved_steps = [start_step]
+  # A rerun of a finished run keeps what only its training knew.
+  previous = (metrics_lib.previous_summary(workdir, start_step)
+              if start_step == num_steps else {})
   step = start_step
   last_log_time, last_log_step = time.perf_counter(), start_step
   eval_fn = lambda split, prefix: parallel_lib.evaluate(
@@ -281,7 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   def fetch():
     history.extend((s, parallel.host_metrics(m)) for s, m in pending)
     pending.clear()
-    _first_non_finite(history)
+    metrics_lib.first_non_finite(history)
 
   def save():
     fetch()  # Never save a state whose metrics were not finite.
@@ -316,7 +310,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           last_log_time, last_log_step = time.perf_counter(), step
         if step % config.train.log_every_steps == 0 or step == num_steps:
           fetch()  # The loop's only regular host sync.
-          train_scalars = _mean(history)
+          train_scalars = metrics_lib.mean(history)
           history.clear()
           now = time.perf_counter()
           scalars = dict(train_scalars)
@@ -354,8 +348,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         eval_scalars = eval_fn(dataset.eval, 'eval')
         writer.write_missing(step, {**eval_scalars, 'epoch': step //
                                     steps_per_epoch})  # If it was lost.
-        train_scalars = {k: v for k, v in metrics_lib.last_record(
-            workdir, 'train_loss').items() if k.startswith('train_')}
+        last = metrics_lib.last_record(workdir, 'train_loss')
+        train_scalars = {k: v for k, v in (
+            last if last.get('step') == step else previous).items()
+                         if k.startswith('train_')}
       if dataset.test is not None:  # Read once, after training.
         test_scalars = eval_fn(dataset.test, 'test')
         if metrics_lib.last_record(workdir, 'test_loss').get('step') != step:
@@ -374,10 +370,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       logging.warning('Could not close the metric files: %s', e)
 
   summary = {'step': step, 'num_params': int(num_params),
-             'wall_time_sec': time.perf_counter() - start_time,
+             'wall_time_sec': previous.get(  # Training's, on a rerun.
+                 'wall_time_sec', time.perf_counter() - start_time),
              **train_scalars, **eval_scalars, **test_scalars}
   if is_chief:
-    (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    metrics_lib.write_atomic(workdir / 'summary.json',
+                             json.dumps(summary, indent=2))
   reported = ' '.join(f'{k}={summary[k]:.4f}' for k in (
       'train_accuracy', 'eval_accuracy', 'eval_loss', 'test_accuracy')
                       if k in summary)

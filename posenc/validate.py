@@ -209,8 +209,8 @@ def differences(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   except (OSError, ValueError) as e:
     raise ValueError(
         f'{workdir} has checkpoints but no readable config.json ({e}), so '
-        'the config they were trained with is unknown; use a new '
-        '--workdir.') from None
+        'the config they were trained with is unknown; restore it from a '
+        'copy, or use a new --workdir.') from None
   now = _flat(run_record(config, data_sha256))
   # Fields added to posenc after the run was written count as their
   # defaults, which is what that run used.
@@ -226,16 +226,16 @@ def _describe(changed: dict[str, tuple[Any, Any]]) -> str:
 
 
 def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                 data_sha256: str | None = None) -> None:
+                 data_sha256: str | None = None
+                 ) -> dict[str, tuple[Any, Any]]:
   """Raises ValueError if `workdir` holds checkpoints of another config.
 
   Compares with the `config.json` the run wrote; every differing field
   outside RESUMABLE_CHANGES is named (the data's fingerprint too). Logs a
-  warning for each change in CHANGES_WITH_WARNING. Reads only.
+  warning for each change in CHANGES_WITH_WARNING. Reads only. Returns the
+  changes it accepts, `{field: (in the workdir, now)}`.
   """
-  changed = differences(config, workdir, data_sha256)
-  if not changed:
-    return
+  changed = differences(config, workdir, data_sha256) or {}
   refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
   if refused:
     raise ValueError(
@@ -250,6 +250,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         'so results will differ from an uninterrupted run (not '
         'bit-identical; only %s keep it).', workdir, _describe(differ),
         ', '.join(BIT_IDENTICAL_CHANGES))
+  return changed
 
 
 def check_eval(config: ml_collections.ConfigDict, workdir: pathlib.Path,

@@ -6,9 +6,10 @@ multi-host run never block each other, while every process of a second run
 finds its file taken. The processes then agree (one all-gather), so all of
 them stop if any of them found its lock held. The OS releases a lock when
 its process ends, however it ends (SIGKILL included), so no stale lock is
-ever left behind. After locking, a process writes its PID, host, start time
-and command into its file; a run that finds a lock held raises `Busy` naming
-the workdir and that holder, before it writes anything.
+ever left behind. On locking, a process writes its PID, host, start time
+and command into its file at once (and puts back what was there if another
+process of its run was refused); a run that finds a lock held raises `Busy`
+naming the workdir and that holder, before it writes anything.
 
 `acquire` takes the locks of a workdir until the innermost function
 decorated with `releasing` returns or raises; `Lock` is the same as a
@@ -59,6 +60,17 @@ def holder(path: pathlib.Path) -> dict[str, Any]:
   except (OSError, ValueError):
     return {}
   return info if isinstance(info, dict) else {}
+
+
+def alive(pid: int) -> bool:
+  """Whether process `pid` of this host is running."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # Another user's process.
+    return True
+  return True
 
 
 def _all_processes_agree(ok: bool) -> bool:
@@ -116,25 +128,33 @@ class Lock:
                   'for that run to finish or stop it, or use another '
                   '--workdir. Nothing was written.')
     info = holder(self.path)
+    pid = info.get('pid')
+    if (info.get('host') == socket.gethostname() and isinstance(pid, int)
+        and not alive(pid)):
+      info = {}  # The lock was taken a moment ago; its holder not written.
     who = (f'PID {info.get("pid", "unknown")} on host '
            f'{info.get("host", "unknown")}, started {info.get("started", "?")}')
     if info.get('command'):
       who += f': {info["command"]}'
+    stop = (f' (kill {info["pid"]} there)' if 'pid' in info else
+            ' (see `fuser -v` on its .lock file)')
     return Busy(f'{self.workdir} is in use by another run ({who}). Wait for '
-                f'it to finish or stop it (kill {info.get("pid", "<PID>")} '
-                'there), or use another --workdir. Nothing was written.')
+                f'it to finish or stop it{stop}, or use another --workdir. '
+                'Nothing was written.')
 
   def __enter__(self) -> 'Lock':
     with _held_guard:
       entry = _held.get(self._key)
       if entry is not None:
         entry.count += 1
-    ok, fd = True, None
+    ok, fd, previous = True, None, None
     if entry is None:
       fd = self._open()
       if fd is not None:
         try:
           fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+          previous = os.pread(fd, 1 << 16, 0)
+          self._write_holder(fd)  # At once: a refused run reads it.
         except BlockingIOError:
           os.close(fd)
           fd, ok = None, False
@@ -150,10 +170,11 @@ class Lock:
     if not _all_processes_agree(ok):
       self.__exit__()
       if fd is not None:
+        if previous is not None:  # Another process's lock was held.
+          self._write(fd, previous)
         os.close(fd)
       raise self._busy(mine_held=not ok) from None
     if fd is not None:  # None: read-only, not locked.
-      self._write_holder(fd)
       with _held_guard:
         _held[self._key] = _Held(fd)
       self._held = True
@@ -166,10 +187,14 @@ class Lock:
             'started': datetime.datetime.now().astimezone().isoformat(
                 timespec='seconds'),
             'command': shlex.join([sys.executable, *sys.argv])}
+    self._write(fd, (json.dumps(info) + '\n').encode())
+
+  @staticmethod
+  def _write(fd: int, content: bytes) -> None:
     try:
       os.ftruncate(fd, 0)
-      os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)
-    except OSError:
+      os.pwrite(fd, content, 0)
+    except OSError:  # Read-only: the lock holds without it.
       pass
 
   def __exit__(self, *exc_info) -> None:

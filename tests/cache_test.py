@@ -104,13 +104,18 @@ def test_temporary_files_of_a_killed_writer_are_removed(tmp_path, caplog):
       writer.kill()
       writer.wait()
   # Untouched for long (another host's, or an older posenc's): removed too.
-  old = tmp_path / '.toy-1.json.abc_123x'
-  old.write_text('{')
-  os.utime(old, (time.time() - cache.STALE_SECONDS - 60,) * 2)
+  old = tmp_path / '.toy-0123456789abcdef.json.abc_123x'
+  # Hidden files of the user's that only look alike: never touched.
+  users = [tmp_path / n for n in ('.settings.json.bak', '.my.npz.v2',
+                                  '.toy-1.json.abc_123x')]
+  for path in [old] + users:
+    path.write_text('{')
+    os.utime(path, (time.time() - cache.STALE_SECONDS - 60,) * 2)
   recent = tmp_path / '.toy-2.json.tmp.1.otherhost.abc_123x'
   recent.write_text('{')
   cache.load_or_generate(tmp_path, 'toy', {}, _generator([]))
   assert not orphan.exists() and not old.exists()
   assert recent.exists()  # Another host's writer may still be at work.
+  assert all(path.exists() for path in users)
   assert 'its writer is gone' in caplog.text
   assert 'untouched for' in caplog.text

@@ -52,6 +52,13 @@ def _expect_one_line(result, kind, *fragments, code):
     ('x = 1\n', (), 'Invalid config file', ("no attribute 'get_config'",)),
     ('from posenc.config import get_config\n', ('--config.foo.bar=3',),
      'Invalid config override', ("'foo'", '--config.group.field=value')),
+    ('from posenc.config import get_config\n', ('--config.model.dmodel=3',),
+     'Invalid config override', ("--config.model.dmodel: the config has no "
+                                 "field 'dmodel'", 'did you mean "d_model"')),
+    ('def get_config():\n  return 3\n', (), 'Invalid config file',
+     ('get_config() returned int',)),
+    ('def get_config():\n  pass\n', (), 'Invalid config file',
+     ('get_config() returned None',)),
     ('from posenc.config import get_config\n',
      ('--config.train.num_epochs=abc',), 'Invalid flags',
      ('--config.train.num_epochs=abc',)),
@@ -75,6 +82,7 @@ def test_workdir_that_is_a_file_is_named(tmp_path):
   result = _run(tmp_path, *SMALL, f'--workdir={tmp_path / "taken"}')
   _expect_one_line(result, 'File system error', str(tmp_path / 'taken'),
                    'choose another --workdir', code=1)
+  assert 'data.cache_dir' not in _last_line(result)  # Not the one to change.
   assert (tmp_path / 'taken').read_text() == 'a file'
 
 
@@ -151,3 +159,35 @@ def test_second_signal_stops_at_once_without_a_traceback(monkeypatch):
   # Outside the loop, Ctrl-C is Python's again.
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
+
+
+def test_ctrl_c_outside_the_training_loop_is_one_line(monkeypatch, capsys):
+  from posenc import main  # pylint: disable=import-outside-toplevel
+  from posenc import train  # pylint: disable=import-outside-toplevel
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt  # As while the step compiles.
+
+  monkeypatch.setattr(train, 'train_and_evaluate', interrupted)
+  main.flags.FLAGS.unparse_flags()
+  main.parse_flags(['main', f'--config={CONFIG}', '--workdir=/nonexistent'])
+  try:
+    with pytest.raises(SystemExit) as stopped:
+      main.main(['main'])
+  finally:
+    main.flags.FLAGS.unparse_flags()
+  assert stopped.value.code == 130
+  line = capsys.readouterr().err.strip().splitlines()[-1]
+  assert line.startswith('Interrupted: stopped outside the training loop')
+
+
+def test_a_full_disk_at_the_start_is_refused_before_writing(tmp_path,
+                                                            monkeypatch):
+  from posenc import diskspace  # pylint: disable=import-outside-toplevel
+  from posenc import train  # pylint: disable=import-outside-toplevel
+  from configs import learned  # pylint: disable=import-outside-toplevel
+  full = shutil.disk_usage(tmp_path)._replace(free=1000)
+  monkeypatch.setattr(diskspace.shutil, 'disk_usage', lambda path: full)
+  with pytest.raises(OSError, match='starting the run needs about 1.0 MiB'):
+    train.train_and_evaluate(learned.get_config(), tmp_path / 'run')
+  assert [p.name for p in (tmp_path / 'run').iterdir()] == ['.lock']

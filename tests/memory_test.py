@@ -208,3 +208,14 @@ def test_command_line_refuses_without_traceback(tmp_path):
   assert 'model.num_layers=1000000' in result.stderr
   assert 'Traceback' not in result.stderr
   assert not workdir.exists()
+
+
+def test_suggested_d_model_splits_into_the_heads():
+  config = _config(model__d_model=10**6)
+  with pytest.raises(ValueError, match=r'model.d_model <= (\d+)\.') as e:
+    memory.check(config)
+  largest = int(str(e.value).rsplit('<= ', 1)[1].rstrip('.'))
+  assert largest % config.model.num_heads == 0, largest
+  config.model.d_model = largest
+  memory.check(config)
+  validate.check_config(config, 1)

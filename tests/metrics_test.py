@@ -88,3 +88,13 @@ def test_a_failed_append_names_the_path_and_keeps_the_line(tmp_path):
   assert '{"step": 3, "eval_accuracy": 0.5}' in e.value.strerror
   metrics.append(tmp_path / 'other.jsonl', {'step': 3})
   assert (tmp_path / 'other.jsonl').read_text() == '{"step": 3}\n'
+
+
+def test_an_append_after_a_cut_line_starts_a_line_of_its_own(tmp_path):
+  path = tmp_path / 'eval.jsonl'
+  path.write_text('{"step": 1}\n{"step": 2, "eval_accur')  # Cut by a kill.
+  metrics.append(path, {'step': 3})
+  lines = path.read_text().splitlines()
+  assert lines == ['{"step": 1}', '{"step": 2, "eval_accur', '{"step": 3}']
+  metrics.append(path, {'step': 4})  # Ends in a newline: appended as is.
+  assert path.read_text().splitlines()[-2:] == ['{"step": 3}', '{"step": 4}']

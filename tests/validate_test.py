@@ -339,6 +339,7 @@ def runs(tmp_path_factory):
     train.train_and_evaluate(_tiny(train__num_epochs=1), workdir, devices=one)
     train.train_and_evaluate(_tiny(**fields), workdir, devices=one)
     return _params(workdir, _tiny())
+  resume.base = base
   return expected, resume
 
 
@@ -362,6 +363,10 @@ def test_fused_attention_resumes_with_other_numbers(runs):
   expected, resume = runs
   resumed = resume('fused', model__attention='fused')
   assert not _bit_identical(resumed, expected)
+  (change,) = [json.loads(line) for line in (
+      resume.base / 'fused' / 'config_changes.jsonl').read_text().splitlines()]
+  assert change == {'step': 8, 'changed': {  # Kept beside config.json.
+      'model.attention': ['einsum', 'fused'], 'train.num_epochs': [1, 2]}}
   np.testing.assert_allclose(np.concatenate([x.ravel() for x in resumed]),
                              np.concatenate([x.ravel() for x in expected]),
                              atol=1e-5)

@@ -273,3 +273,16 @@ def test_a_file_system_without_locks_runs_unlocked_with_a_warning(
   monkeypatch.setattr(fcntl, 'flock', no_locks)
   assert _locked(tmp_path) == {}  # Runs; no holder recorded.
   assert 'cannot be locked on its file system' in caplog.text
+
+
+def test_a_holder_that_has_ended_is_not_named_for_kill(tmp_path):
+  # The lock's new holder has locked but not yet written itself: the file
+  # still names the previous holder, whose PID may now be anyone's.
+  ended = subprocess.Popen([sys.executable, '-c', 'pass'])
+  ended.wait()
+  lock = workdir.Lock(tmp_path)
+  lock.path.write_text(json.dumps({'pid': ended.pid,
+                                   'host': socket.gethostname()}))
+  message = str(lock._busy(mine_held=True))  # pylint: disable=protected-access
+  assert f'kill {ended.pid}' not in message and 'PID unknown' in message
+  assert str(tmp_path) in message

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from posenc import checks
+
 Batch = dict[str, np.ndarray]
 SPLITS = ('train', 'eval', 'test')
 
@@ -235,26 +237,19 @@ def register(entry: Source) -> Source:
   if not entry.names:
     raise ValueError(f'{type(entry).__name__} has no names.')
   taken = {stream for name, source in _REGISTRY.items()
-           if not _same_class(source, entry)
+           if not checks.same_class(source, entry)
            for stream in [source.streams[name]] if stream is not None}
   clash = sorted({s for s in entry.streams.values() if s is not None} & taken)
   if clash:
     raise ValueError(f'{type(entry).__name__}: streams {clash} are taken; '
                      f'taken: {sorted(taken)}.')
   for name in entry.names:
-    if name in _REGISTRY and not _same_class(_REGISTRY[name], entry):
+    if name in _REGISTRY and not checks.same_class(_REGISTRY[name], entry):
       raise ValueError(f'a dataset named {name!r} is registered already '
                        f'({type(_REGISTRY[name]).__name__}); unregister it '
                        'first.')
     _REGISTRY[name] = entry
   return entry
-
-
-def _same_class(a: object, b: object) -> bool:
-  """The same class, also when its module was reloaded or its notebook cell
-  run again: registering it again replaces the entry."""
-  ta, tb = type(a), type(b)
-  return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
 
 
 def unregister(name: str) -> None:

@@ -23,26 +23,21 @@ from typing import Any, Callable
 import numpy as np
 from absl import logging
 
+from posenc import workdir
+
 FORMAT = 2  # Bump when a generator's output changes for the same parameters.
 STALE_SECONDS = 15 * 60  # A temporary file untouched this long is orphaned.
 Arrays = dict[str, np.ndarray]
-# .<entry>.tmp.<pid>.<host>.<random>; older versions wrote .<entry>.<random>.
-_TEMP = re.compile(r'^\..+\.(npz|json)\.(tmp\.(?P<pid>\d+)\.(?P<host>.+)\.)?'
+# .<entry>.tmp.<pid>.<host>.<random>; older versions wrote .<entry>.<random>
+# (the entry <name>-<16 hex digits>.npz or .json), matched only with that
+# entry name, so no other hidden file in a shared folder is taken for one.
+_TEMP = re.compile(r'^\..+\.(npz|json)\.tmp\.(?P<pid>\d+)\.(?P<host>.+)\.'
                    r'[a-z0-9_]+$')
+_OLD_TEMP = re.compile(r'^\..+-[0-9a-f]{16}\.(npz|json)\.[a-z0-9_]{8}$')
 
 
 def _digest(path: pathlib.Path) -> str:
   return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # Another user's process.
-    return True
-  return True
 
 
 def remove_orphans(root: pathlib.Path) -> list[pathlib.Path]:
@@ -53,12 +48,13 @@ def remove_orphans(root: pathlib.Path) -> list[pathlib.Path]:
   host, now = socket.gethostname(), time.time()
   for path in root.glob('.*'):
     match = _TEMP.match(path.name)
-    if match is None or not path.is_file():
+    if (match is None and not _OLD_TEMP.match(path.name)
+        or not path.is_file()):
       continue
     try:
       age = now - path.stat().st_mtime
-      dead = (match['pid'] is not None and match['host'] == host
-              and not _alive(int(match['pid'])))
+      dead = (match is not None and match['host'] == host
+              and not workdir.alive(int(match['pid'])))
       if dead or age > STALE_SECONDS:
         path.unlink()
         removed.append(path)

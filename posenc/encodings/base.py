@@ -28,6 +28,8 @@ from typing import Any, Callable, ClassVar
 import flax.linen as nn
 import jax
 
+from posenc import checks
+
 ACTS = ('inputs', 'blocks', 'bias', 'rotation')
 
 
@@ -120,18 +122,12 @@ def register(entry: Encoding) -> Encoding:
   if unknown:
     raise ValueError(f'{entry.name}: acts {sorted(unknown)} are not known; '
                      f'valid: {", ".join(ACTS)}.')
-  if entry.name in _REGISTRY and not _same_class(_REGISTRY[entry.name], entry):
+  old = _REGISTRY.get(entry.name)
+  if old is not None and not checks.same_class(old, entry):
     raise ValueError(f'an encoding named {entry.name!r} is registered already '
-                     f'({_REGISTRY[entry.name]!r}); unregister it first.')
+                     f'({old!r}); unregister it first.')
   _REGISTRY[entry.name] = entry
   return entry
-
-
-def _same_class(a: object, b: object) -> bool:
-  """The same class, also when its module was reloaded or its notebook cell
-  run again: registering it again replaces the entry."""
-  ta, tb = type(a), type(b)
-  return (ta.__module__, ta.__qualname__) == (tb.__module__, tb.__qualname__)
 
 
 def unregister(name: str) -> None:
