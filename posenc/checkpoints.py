@@ -76,6 +76,14 @@ def _record_digests(step_dir: pathlib.Path) -> None:
   tmp.replace(step_dir / DIGEST_FILE)
 
 
+def non_finite(tree: Any) -> list[str]:
+  """The paths of the floating-point leaves of `tree` with a NaN or inf."""
+  return [jax.tree_util.keystr(path) for path, x in
+          jax.tree_util.tree_leaves_with_path(tree)
+          if np.issubdtype(np.asarray(x).dtype, np.floating)
+          and not np.isfinite(x).all()]
+
+
 def save(workdir: pathlib.Path, step: int, state: Any,
          progress: dict[str, Any], keep: int | None = None) -> None:
   """Saves `state` (unreplicated) and `progress` at `step`, waits, records
@@ -86,10 +94,7 @@ def save(workdir: pathlib.Path, step: int, state: Any,
   with a non-finite value (FloatingPointError) and a disk without room for
   it (OSError ENOSPC) before writing anything.
   """
-  bad = [jax.tree_util.keystr(path) for path, x in
-         jax.tree_util.tree_leaves_with_path(state)
-         if np.issubdtype(np.asarray(x).dtype, np.floating)
-         and not np.isfinite(x).all()]
+  bad = non_finite(state)
   if bad:  # Parameters or optimizer state.
     raise FloatingPointError(
         f'non-finite train state after step {step}: {bad[:3]}; training '
@@ -161,22 +166,21 @@ def steps(workdir: pathlib.Path) -> list[int]:
     return list(mngr.all_steps())
 
 
-def _adopt(workdir: pathlib.Path, target: Any, step: int
+def _adopt(workdir: pathlib.Path, target: Any, step: int, *, record: bool
            ) -> tuple[tuple[Any, dict[str, Any]] | None, str | None]:
-  """An unfinished checkpoint, restored and checked, its digests recorded:
-  `(restored, None)`; or `(None, what is wrong)`."""
+  """An unfinished checkpoint, restored and checked, its digests recorded
+  if `record`: `(restored, None)`; or `(None, what is wrong)`."""
   try:
     state, progress = restore(workdir, target, step)
-    bad = [x for x in jax.tree.leaves(state)
-           if np.issubdtype(np.asarray(x).dtype, np.floating)
-           and not np.isfinite(x).all()]
+    bad = non_finite(state)
     if bad or int(progress['step']) != step:
-      raise ValueError('non-finite values or a wrong step')
+      raise ValueError(f'non-finite values in {bad[:3]} or a wrong step')
   except Exception as e:  # pylint: disable=broad-except
     return None, ('unfinished: committed by Orbax, no digests from posenc, '
                   f'and it does not restore ({type(e).__name__}: {e})')
-  note = 'its digests are recorded now'
-  if jax.process_index() == 0:
+  note = ('its digests are recorded now' if record else
+          'its digests are not recorded (reading only)')
+  if record and jax.process_index() == 0:
     try:
       _record_digests(directory(workdir) / str(step))
     except OSError as e:
@@ -195,10 +199,11 @@ def restore_latest(workdir: pathlib.Path, target: Any, *,
 
   Damaged checkpoints newer than it are logged, moved aside (unless
   `read_only`, for readers such as evaluation) and skipped; unfinished ones
-  are adopted if they restore. If there are checkpoints but all are
-  damaged, raises `AllDamaged` and moves nothing, unless
-  `restart_if_damaged`: then they are moved aside and None is returned. A
-  checkpoint whose files are intact but do not fit `target` raises.
+  are adopted if they restore (their digests recorded unless `read_only`).
+  If there are checkpoints but all are damaged, raises `AllDamaged` and
+  moves nothing, unless `restart_if_damaged`: then they are moved aside and
+  None is returned. A checkpoint whose files are intact but do not fit
+  `target` raises.
   """
   damaged, restored = [], None
   for step in sorted(steps(workdir), reverse=True):
@@ -207,7 +212,8 @@ def restore_latest(workdir: pathlib.Path, target: Any, *,
     if problem is None:
       restored = restore(workdir, target, step)
     elif unfinished(step_dir):
-      restored, problem = _adopt(workdir, target, step)
+      restored, problem = _adopt(workdir, target, step,
+                                 record=not read_only)
     if restored is not None:
       break
     if jax.process_index() == 0:

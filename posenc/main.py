@@ -84,6 +84,13 @@ def _one_line(text: str) -> str:
   return ' '.join(str(text).split())
 
 
+def _last_line(error: BaseException) -> str:
+  """The last non-blank line of an error: config_flags puts the cause of a
+  file that failed to load there."""
+  lines = [l.strip() for l in str(error).splitlines() if l.strip()]
+  return lines[-1] if lines else str(error)
+
+
 def _bad_override(e: Exception, argv: list[str]) -> str | None:
   """The override `e` (a KeyError or AttributeError from ml_collections)
   refuses, described; None if `e` names no field of an override in argv."""
@@ -120,39 +127,31 @@ def parse_flags(argv: list[str]) -> list[str]:
       fail('Invalid config override', described, 2)
     fail('Invalid config file', f'{type(e).__name__}: {_one_line(e)}', 2)
   except OSError as e:  # config_flags: the file could not be loaded.
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    fail('Invalid config file', lines[-1] if lines else str(e), 2)
+    fail('Invalid config file', _last_line(e), 2)
   except Exception as e:  # pylint: disable=broad-except
     # Anything else raised while importing the file or calling get_config.
     fail('Invalid config file', f'{type(e).__name__}: {_one_line(e)}', 2)
 
 
-def _flag_for(path: str | None) -> str:
-  """Which setting chose `path`: the workdir's or the dataset cache's."""
-  if path:
-    try:
-      cache = pathlib.Path(_CONFIG.value.data.cache_dir).expanduser().absolute()
-      if pathlib.Path(path).absolute().is_relative_to(cache):
-        return 'data.cache_dir'
-    except Exception:  # pylint: disable=broad-except
-      pass
-  return '--workdir'
-
-
-def _file_system_error(e: OSError) -> str:
-  """What failed, on which path, and what to do about it."""
+def _file_system_error(e: OSError, cache_dir: str) -> str:
+  """What failed, on which path, and what to do about it (choose another
+  --workdir, or data.cache_dir where the path is in `cache_dir`)."""
+  setting = '--workdir'
+  if e.filename and pathlib.Path(e.filename).absolute().is_relative_to(
+      pathlib.Path(cache_dir).expanduser().absolute()):
+    setting = 'data.cache_dir'
   where = f' ({e.filename})' if e.filename else ''
   if e.errno in (errno.ENOSPC, errno.EDQUOT):
     todo = ('' if 'Free some space' in str(e.strerror) else
             '; free some space and run the same command again')
     return f'{e.strerror}{where}{todo}'
-  hint = {errno.EACCES: 'make it writable or choose another --workdir',
+  hint = {errno.EACCES: f'make it writable or choose another {setting}',
           errno.EROFS: 'the file system is read-only; choose another '
-                       f'{_flag_for(e.filename)}',
+                       f'{setting}',
           errno.ENOTDIR: 'a file stands where a folder is needed; choose '
-                         f'another {_flag_for(e.filename)}',
+                         f'another {setting}',
           errno.EEXIST: 'a file stands where a folder is needed; choose '
-                        f'another {_flag_for(e.filename)}',
+                        f'another {setting}',
           errno.EISDIR: 'a folder stands where a file is needed'}.get(
               e.errno, 'check the path')
   return f'{e.strerror or e}{where}; {hint}'
@@ -165,9 +164,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     config.get('seed')  # A file that failed to load raises on first use.
   except OSError as e:
-    cause = e.__cause__ or e
-    lines = [l.strip() for l in str(cause).splitlines() if l.strip()]
-    fail('Invalid config file', lines[-1] if lines else str(cause), 2)
+    fail('Invalid config file', _last_line(e.__cause__ or e), 2)
   except AttributeError:
     fail('Invalid config file', f'its get_config() returned '
          f'{type(config).__name__}; it must return an '
@@ -208,7 +205,7 @@ def main(argv: list[str]) -> None:
   except FileNotFoundError as e:
     fail('Not found', str(e))
   except OSError as e:
-    fail('File system error', _file_system_error(e))
+    fail('File system error', _file_system_error(e, config.data.cache_dir))
   except KeyboardInterrupt:  # In training, the loop itself stops and saves.
     fail('Interrupted', f'stopped outside the training loop (setting up or '
          f'evaluating); the checkpoints in {workdir} are as they were. Run '

@@ -160,8 +160,8 @@ RESUMABLE_CHANGES = BIT_IDENTICAL_CHANGES + CHANGES_WITH_WARNING
 # dropout, randomized positions). Not train.optimizer: its state is part of
 # the checkpoint restored; not seed or any other data.* field: other data.
 EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
-                'data.cache_dir', 'data.path', 'train.allocator', 'train.memory_limit_gib',
-                'train.batch_size', 'model.attention', 'model.remat',
+                'data.cache_dir', 'data.path', 'train.allocator',
+                'train.memory_limit_gib', 'train.batch_size', 'model.attention', 'model.remat',
                 'train.num_epochs', 'train.learning_rate',
                 'train.weight_decay', 'train.parallel',
                 'train.log_every_steps', 'train.checkpoint_every_steps',
@@ -192,17 +192,17 @@ def run_record(config: ml_collections.ConfigDict,
 
 def differences(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                 data_sha256: str | None = None
-                ) -> dict[str, tuple[Any, Any]] | None:
+                ) -> dict[str, tuple[Any, Any]]:
   """`{field: (in the workdir, now)}` for every field of `config` (and the
   data's fingerprint) that differs from the run in `workdir`'s config.json;
-  None where `workdir` holds no checkpoint. Reads only.
+  empty where `workdir` holds no checkpoint. Reads only.
 
   Raises ValueError if there are checkpoints but no readable config.json.
   """
   ckpt_dir = pathlib.Path(workdir) / 'checkpoints'
   if not ckpt_dir.is_dir() or not any(
       p.name.isdigit() for p in ckpt_dir.iterdir()):
-    return None
+    return {}
   saved_path = pathlib.Path(workdir) / 'config.json'
   try:
     saved = _flat(json.loads(saved_path.read_text()))
@@ -235,7 +235,7 @@ def check_resume(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   warning for each change in CHANGES_WITH_WARNING. Reads only. Returns the
   changes it accepts, `{field: (in the workdir, now)}`.
   """
-  changed = differences(config, workdir, data_sha256) or {}
+  changed = differences(config, workdir, data_sha256)
   refused = {k: v for k, v in changed.items() if k not in RESUMABLE_CHANGES}
   if refused:
     raise ValueError(
@@ -259,7 +259,7 @@ def check_eval(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   `workdir`'s checkpoints were trained on: every field that differs from
   its config.json outside EVAL_CHANGES is named (the data's fingerprint
   too). Reads only; nothing to check without checkpoints."""
-  changed = differences(config, workdir, data_sha256) or {}
+  changed = differences(config, workdir, data_sha256)
   refused = {k: v for k, v in changed.items() if k not in EVAL_CHANGES}
   if refused:
     raise ValueError(
