@@ -22,6 +22,7 @@ import numpy as np
 from posenc import data
 from posenc import evaluation
 from posenc import models
+from posenc import randomized
 from posenc import train as train_lib
 from posenc import validate
 
@@ -171,13 +172,20 @@ def evaluate(run: Run, splits: list[Batch], *, resample: str = 'none'
   length = splits[0]['inputs'].shape[1]
   model, params, _ = evaluation.for_length(run.model, run.params, length,
                                            resample, stacked=True)
-  # One compiled program per batch shape, whatever the split's size.
-  batches = zip(*[data.eval_batches(split, EVAL_BATCH) for split in splits])
-  sums = jax.device_get(functools.reduce(
-      lambda a, b: jax.tree.map(jnp.add, a, b),
-      (_eval_batch(model, params, _stack(list(b))) for b in batches)))
-  return {'accuracy': sums['correct'] / sums['count'],
-          'loss': sums['loss'] / sums['count']}
+  # Under the randomized protocol, member i's draw k of positions is the
+  # one `posenc.main` draws for seed i; metrics are averaged over draws.
+  drawn = [randomized.eval_splits(model.config, split, seed, 'eval')
+           for split, seed in zip(splits, run.seeds)]
+  results = []
+  for draw in zip(*drawn):
+    # One compiled program per batch shape, whatever the split's size.
+    batches = zip(*[data.eval_batches(split, EVAL_BATCH) for split in draw])
+    sums = jax.device_get(functools.reduce(
+        lambda a, b: jax.tree.map(jnp.add, a, b),
+        (_eval_batch(model, params, _stack(list(b))) for b in batches)))
+    results.append({'accuracy': sums['correct'] / sums['count'],
+                    'loss': sums['loss'] / sums['count']})
+  return randomized.mean(results)
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -17,6 +17,7 @@ from posenc import encodings
 from posenc import metrics as metrics_lib
 from posenc import models
 from posenc import parallel
+from posenc import randomized
 from posenc import train
 from posenc import validate
 from posenc import workdir as workdir_lib
@@ -89,12 +90,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
   model, params, resampled = for_length(model, state.params, eval_len,
                                         config.model.posemb_resample)
   eval_fn, place_batch = train.make_eval(model.apply)
-  metrics = parallel.evaluate(eval_fn, place_batch, params, dataset.eval,
-                              config.train.batch_size)
+  metrics = randomized.mean([
+      parallel.evaluate(eval_fn, place_batch, params, split,
+                        config.train.batch_size)
+      for split in randomized.eval_splits(model.config, dataset.eval,
+                                          config.seed, 'eval')])
   record = {'step': int(state.step), 'eval_seq_len': eval_len,
             'train_seq_len': dataset.seq_len,
             'posemb_resample': config.model.posemb_resample if resampled
                                else 'none', **metrics}
+  if randomized.is_random(model.config):
+    record['randomized_eval_draws'] = (
+        model.config.posemb_randomized_eval_draws)
   logging.info('Evaluated step %d at length %d (trained at %d, resample %s): '
                'eval_accuracy=%.4f eval_loss=%.4f; as a line of eval.jsonl: '
                '%s', record['step'], eval_len, dataset.seq_len,

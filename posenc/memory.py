@@ -16,9 +16,10 @@ products):
   tables when evaluating;
 - activations of one train step, per block 4 BHLL (attention logits,
   weights and their gradients) + 4 BLM + 12 BLD, around the blocks 8 BLD and
-  twice the inputs, plus 2 BHLL for the bias of ALiBi and relative; and of
-  an eval step at the eval length, 3 BHLL + 6 BLM + 9 BLD (+ 2 BHLL with a
-  bias); the larger counts;
+  twice the inputs, plus the encoding's bias maps (`Encoding.bias_maps`, 2H
+  BLL for ALiBi and relative); and of
+  an eval step at the eval length, 3 BHLL + 6 BLM + 9 BLD (+ the bias
+  maps); the larger counts;
 - the dataset's arrays, twice (generation makes a copy);
 - `RUNTIME_BYTES` for Python, JAX and XLA themselves.
 
@@ -150,12 +151,13 @@ def _parts(v: dict[str, Any], facts: DataFacts | None, *,
   state = params * (1 + OPTIMIZER_SLOTS.get(v['train.optimizer'], 2))
   b, h, d = v['train.batch_size'], m.num_heads, m.d_model
   extra = 1 if m.pooling == 'cls' else 0
-  # A (B, H, L, L) bias on the logits, and its gradient.
-  bias = 2 if 'bias' in encodings.get(m.posemb).acts else 0
+  # (B, L, L) maps of the encoding's bias (and gradients) in one step.
+  maps = encodings.get(m.posemb).bias_maps(m)
 
   def eval_step(length):
     length += extra
-    return b * ((3 + bias) * h * length**2 + length * (6 * m.mlp_dim + 9 * d))
+    return b * ((3 * h + maps) * length**2 +
+                length * (6 * m.mlp_dim + 9 * d))
 
   if evaluating:  # Target, restored, and resampled to the eval length.
     memory = 2 * state + num_params(
@@ -167,7 +169,7 @@ def _parts(v: dict[str, Any], facts: DataFacts | None, *,
     memory = 2 * state + 2 * params  # Device, host copy; grads, updates.
     length = facts.seq_len + extra
     per_block = 4 * h * length**2 + length * (4 * m.mlp_dim + 12 * d)
-    train_step = b * (m.num_layers * per_block + bias * h * length**2 +
+    train_step = b * (m.num_layers * per_block + maps * length**2 +
                       length * (8 * d + 2 * (facts.in_features or 1)))
     activations = max(train_step, eval_step(facts.eval_seq_len))
   return {'parameters and optimizer state': BYTES * memory,

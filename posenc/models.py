@@ -15,30 +15,16 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from posenc import attention
 from posenc import checks
 from posenc import encodings
 
-POOLING_NAMES = ('mean', 'cls')
-ATTENTION_NAMES = ('einsum', 'fused')
-MATMUL_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-def matmul(dtype: str):
-  """A `lax.dot_general` whose inputs are cast to `dtype`, accumulating and
-  returning float32: parameters, activations and gradients stay float32,
-  only the products run in `dtype` (on CPUs with AVX512-BF16, GPUs, TPUs)."""
-  if dtype == 'float32':
-    return jax.lax.dot_general
-  low = MATMUL_DTYPES[dtype]
-
-  def dot_general(lhs, rhs, dimension_numbers, precision=None,
-                  preferred_element_type=None, **kwargs):
-    del preferred_element_type  # Always float32.
-    return jax.lax.dot_general(lhs.astype(low), rhs.astype(low),
-                               dimension_numbers, precision=precision,
-                               preferred_element_type=jnp.float32, **kwargs)
-
-  return dot_general
+POOLING_NAMES = ('mean', 'cls', 'last')
+RANDOMIZED_EVAL = ('random', 'fixed')
+# Re-exported: the attention module's names, as before it had its own file.
+ATTENTION_NAMES = attention.ATTENTION_NAMES
+MATMUL_DTYPES = attention.MATMUL_DTYPES
+matmul = attention.matmul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +40,25 @@ class ModelConfig:
   posemb_init_std: float = encodings.DEFAULT_POSEMB_INIT_STD  # Tables' init.
   posemb_share: bool = True  # learned_every_layer: one table for all blocks.
   posemb_randomized: bool = False  # Random sorted positions in training.
+  # Randomized positions at evaluation: 'random' (Ruoss et al.'s protocol:
+  # sorted random positions as in training, metrics averaged over
+  # posemb_randomized_eval_draws draws, fixed by the seed) or 'fixed'
+  # (0..L-1).
+  posemb_randomized_eval: str = 'random'
+  posemb_randomized_eval_draws: int = 4  # Draws averaged in 'random'.
   posemb_resample: str = 'none'  # Eval beyond max_len: linear/nearest.
   rope_base: float = 10_000.0  # rope: wavelength base.
+  # rope beyond its training length: 'none', 'linear' (position
+  # interpolation), 'ntk' (NTK-aware base), 'yarn'.
+  rope_scaling: str = 'none'
+  # The length ratio it scales for; None: eval length / max_len where
+  # longer (1 otherwise).
+  rope_scaling_factor: float | None = None
+  alibi_mode: str = 'symmetric'  # alibi: or 'directional' (per head).
+  fire_mlp_width: int = 32  # fire: hidden units of its MLP.
+  fire_init_c: float = 0.1  # fire: initial c of log(1 + c * distance).
+  # fire: initial length threshold of the normaliser; None: max_len.
+  fire_init_threshold: float | None = None
   relative_num_buckets: int = 32  # relative: buckets (both sides).
   relative_max_distance: int = 128  # relative: last bucket's offset.
   max_len: int | None = None  # Rows of position tables; None: the data's L.
@@ -65,7 +68,14 @@ class ModelConfig:
   mlp_dim: int = 256  # Hidden width of each block's MLP.
   dropout_rate: float = 0.0  # Dropout on embeddings and residuals.
   attention_dropout_rate: float = 0.0  # Dropout on attention weights.
-  pooling: str = 'mean'  # 'mean' over valid positions, or 'cls'.
+  causal: bool = False  # Queries attend only to keys at or before them.
+  # 'mean' over valid positions, 'cls' (a class token), or 'last' (the last
+  # valid position: the one that sees every other when causal).
+  pooling: str = 'mean'
+  # Class token's normal init (0: zeros, as ViT). Zeros made runs that
+  # differ only in summation order end far apart; 0.02 did not
+  # (experiments/reproducibility.py).
+  cls_init_std: float = 0.02
   # Speed options (measured in docs/performance.md):
   matmul_dtype: str = 'float32'  # 'bfloat16': products, float32 sums.
   attention: str = 'einsum'  # 'fused': jax.nn.dot_product_attention.
@@ -85,9 +95,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for field in ('dropout_rate', 'attention_dropout_rate'):
     checks.real(config, f'model.{field}', low=0.0, high=1.0,
                 low_inclusive=True)
-  for field in ('posemb_randomized', 'remat'):
+  checks.choice(config, 'model.posemb_randomized_eval', RANDOMIZED_EVAL)
+  checks.positive_int(config, 'model.posemb_randomized_eval_draws')
+  checks.real(config, 'model.cls_init_std', low=0.0, low_inclusive=True)
+  for field in ('posemb_randomized', 'remat', 'causal'):
     checks.boolean(config, f'model.{field}')
   m = config.model
+  if m.causal and m.pooling == 'cls':
+    raise ValueError(
+        "model.causal=True lets the class token (position 0) see only "
+        "itself, so model.pooling='cls' would classify nothing; valid with "
+        "causal: pooling='last' or 'mean'.")
   if m.d_model % m.num_heads:
     raise ValueError(
         f'model.d_model={m.d_model} is not divisible by model.num_heads='
@@ -98,77 +116,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         "model.attention='fused' (jax.nn.dot_product_attention) has no "
         f'dropout on the weights, but model.attention_dropout_rate='
         f"{m.attention_dropout_rate}; valid: 0.0, or attention='einsum'.")
-
-
-class SelfAttention(nn.Module):
-  """Multi-head self-attention with an optional key padding mask.
-
-  Positions enter through the encoding's `rotate` of queries and keys (when
-  it acts by 'rotation', at `positions_BxL`) and/or `bias` (added to the
-  logits: ALiBi, relative).
-  """
-
-  num_heads: int
-  encoding: encodings.Encoding
-  config: ModelConfig
-  dropout_rate: float = 0.0
-  matmul_dtype: str = 'float32'
-  attention: str = 'einsum'
-
-  @nn.compact
-  def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
-               bias_BxHxLxL: jax.Array | None = None,
-               positions_BxL: jax.Array | None = None,
-               train: bool) -> jax.Array:
-    d_model = x_BxLxD.shape[-1]
-    head_dim = d_model // self.num_heads
-    dot_general = matmul(self.matmul_dtype)
-    low = MATMUL_DTYPES[self.matmul_dtype]
-    dense = lambda name, bias=True: nn.DenseGeneral(
-        (self.num_heads, head_dim), use_bias=bias, dot_general=dot_general,
-        name=name)
-    q_BxLxHxK = dense('query')(x_BxLxD)
-    # No key bias: it adds the same q.b to every logit of a query, which the
-    # softmax cancels, so its gradient is zero up to rounding noise that Adam
-    # would amplify into random updates.
-    k_BxLxHxK = dense('key', bias=False)(x_BxLxD)
-    v_BxLxHxK = dense('value')(x_BxLxD)
-    if 'rotation' in self.encoding.acts:
-      q_BxLxHxK = self.encoding.rotate(self.config, q_BxLxHxK, positions_BxL)
-      k_BxLxHxK = self.encoding.rotate(self.config, k_BxLxHxK, positions_BxL)
-    if self.attention == 'fused':  # cuDNN flash attention on GPU.
-      if mask_BxL is not None:
-        mask_BxL = mask_BxL[:, None, None, :]
-      out_BxLxHxK = jax.nn.dot_product_attention(
-          q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
-          bias=None if bias_BxHxLxL is None else bias_BxHxLxL.astype(low),
-          mask=mask_BxL).astype(jnp.float32)
-    else:
-      out_BxLxHxK = self._einsum_attention(
-          q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
-          mask_BxL, bias_BxHxLxL, train=train)
-    return nn.DenseGeneral(d_model, axis=(-2, -1), dot_general=dot_general,
-                           name='out')(out_BxLxHxK)
-
-  def _einsum_attention(self, q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxL,
-                        bias_BxHxLxL, *, train: bool) -> jax.Array:
-    """Softmax attention with the L x L weights materialised (and dropped
-    out in training); products in the inputs' dtype, summed in float32."""
-    logits_BxHxLxL = jnp.einsum('bqhk,bshk->bhqs', q_BxLxHxK, k_BxLxHxK,
-                                preferred_element_type=jnp.float32)
-    logits_BxHxLxL /= jnp.sqrt(q_BxLxHxK.shape[-1]).astype(jnp.float32)
-    if bias_BxHxLxL is not None:
-      logits_BxHxLxL += bias_BxHxLxL.astype(jnp.float32)
-    if mask_BxL is not None:
-      big_neg = jnp.finfo(logits_BxHxLxL.dtype).min
-      logits_BxHxLxL = jnp.where(mask_BxL[:, None, None, :], logits_BxHxLxL,
-                                 big_neg)
-    weights_BxHxLxL = jax.nn.softmax(logits_BxHxLxL)
-    weights_BxHxLxL = nn.Dropout(self.dropout_rate)(
-        weights_BxHxLxL, deterministic=not train)
-    weights_BxHxLxL = weights_BxHxLxL.astype(v_BxLxHxK.dtype)
-    return jnp.einsum('bhqs,bshk->bqhk', weights_BxHxLxL, v_BxLxHxK,
-                      preferred_element_type=jnp.float32)
 
 
 class EncoderBlock(nn.Module):
@@ -187,7 +134,7 @@ class EncoderBlock(nn.Module):
                positions_BxL: jax.Array | None = None) -> jax.Array:
     cfg = self.config
     y = nn.LayerNorm(name='ln_attn')(x_BxLxD)
-    y = SelfAttention(cfg.num_heads, self.encoding, cfg,
+    y = attention.SelfAttention(cfg.num_heads, self.encoding, cfg,
                       cfg.attention_dropout_rate, cfg.matmul_dtype,
                       cfg.attention, name='attn')(
                           y, mask_BxL, bias_BxHxLxL=bias_BxHxLxL,
@@ -219,11 +166,16 @@ class EncoderClassifier(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: jax.Array, *, mask: jax.Array | None = None,
+               positions: jax.Array | None = None,
                train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Returns `(logits_BxC, intermediates)`.
 
-    `mask` is a `(B, L)` boolean array, True at real positions; padded keys are
-    ignored by attention and padded positions by mean pooling.
+    `mask` is a `(B, L)` boolean array, True at real positions, which come
+    first in each row; padded keys are ignored by attention and padded
+    positions by pooling. `positions`: `(B, L)` int positions of the steps
+    (below `max_len` for a table); None: `0..L-1`, or in training with
+    `posemb_randomized` a sorted random subset of `0..max_len-1` for each
+    sequence's real length (Ruoss et al., 2023).
     `intermediates['hidden']` stacks the residual stream after the input
     embedding (positions included) and after every block:
     `(num_layers + 1, B, L, D)` (L + 1 with a class token), for probing.
@@ -241,16 +193,19 @@ class EncoderClassifier(nn.Module):
       chex.assert_shape(mask, (batch, seq_len))
     encoding = encodings.get(cfg.posemb)
     max_len = seq_len if cfg.max_len is None else cfg.max_len
-    site = encodings.Site(cfg, max_len, train)
-    randomized = cfg.posemb_randomized and train
-    if randomized:  # Ruoss et al. (2023): sorted random subset of 0..M-1.
-      positions_BxL = encodings.random_positions(
-          self.make_rng('positions'), batch, seq_len, max_len)
+    if positions is None and cfg.posemb_randomized and train:
+      positions = encodings.random_positions(
+          self.make_rng('positions'), batch, seq_len, max_len,
+          None if mask is None else mask.sum(axis=1))
+    if positions is not None:
+      chex.assert_shape(positions, (batch, seq_len))
+      positions_BxL = positions.astype(jnp.int32)
     else:
       positions_BxL = encodings.default_positions(batch, seq_len)
-    # Added encodings take explicit positions only when randomized; else
-    # None, the first L rows.
-    table_positions_BxL = positions_BxL if randomized else None
+    site = encodings.Site(cfg, max_len, train, seq_len=seq_len)
+    # Added encodings take explicit positions only when given or drawn;
+    # else None, the first L rows.
+    table_positions_BxL = positions
     if 'inputs' in encoding.acts:
       x_BxLxD = encoding.embed(site, x_BxLxD, table_positions_BxL)
 
@@ -260,7 +215,9 @@ class EncoderClassifier(nn.Module):
       # are added, so it carries none and the table stays `max_len` long.
       # Inside attention it sits at position 0, the sequence at 1, 2, ...
       start = 1
-      cls_1x1xD = self.param('cls', nn.initializers.zeros, (1, 1, cfg.d_model))
+      cls_init = (nn.initializers.normal(cfg.cls_init_std)
+                  if cfg.cls_init_std else nn.initializers.zeros)
+      cls_1x1xD = self.param('cls', cls_init, (1, 1, cfg.d_model))
       x_BxLxD = jnp.concatenate(
           [jnp.broadcast_to(cls_1x1xD, (batch, 1, cfg.d_model)), x_BxLxD], 1)
       if mask is not None:
@@ -269,6 +226,7 @@ class EncoderClassifier(nn.Module):
           [jnp.zeros((batch, 1), jnp.int32), positions_BxL + 1], axis=1)
     else:
       attn_positions_BxL = positions_BxL
+    site = dataclasses.replace(site, mask=mask)  # Attention's, class token in.
 
     bias_BxHxLxL = None
     if 'bias' in encoding.acts:
@@ -292,18 +250,27 @@ class EncoderClassifier(nn.Module):
           positions_BxL=attn_positions_BxL)
       hidden.append(x_BxLxD)
     x_BxLxD = nn.LayerNorm(name='ln_final')(x_BxLxD)
-
-    if cfg.pooling == 'cls':
-      pooled_BxD = x_BxLxD[:, 0]
-    elif cfg.pooling == 'mean':
-      if mask is None:
-        pooled_BxD = x_BxLxD.mean(axis=1)
-      else:
-        weights_BxL = mask.astype(x_BxLxD.dtype)
-        pooled_BxD = jnp.einsum('bld,bl->bd', x_BxLxD, weights_BxL)
-        pooled_BxD /= jnp.maximum(weights_BxL.sum(axis=1, keepdims=True), 1.0)
-    else:
-      raise ValueError(f'model.pooling={cfg.pooling!r} is not valid; valid: '
-                       f'{", ".join(POOLING_NAMES)}.')
-    logits_BxC = nn.Dense(self.num_classes, name='head')(pooled_BxD)
+    logits_BxC = nn.Dense(self.num_classes, name='head')(
+        pool(x_BxLxD, mask, cfg.pooling))
     return logits_BxC, {'hidden': jnp.stack(hidden)}
+
+
+def pool(x_BxLxD: jax.Array, mask_BxL: jax.Array | None, pooling: str
+         ) -> jax.Array:
+  """`(B, D)`: the class token (at 0), the last valid position, or the mean
+  over valid positions."""
+  if pooling == 'cls':
+    return x_BxLxD[:, 0]
+  if pooling == 'last':
+    if mask_BxL is None:
+      return x_BxLxD[:, -1]
+    last_B = jnp.maximum(mask_BxL.sum(axis=1) - 1, 0)
+    return jnp.take_along_axis(x_BxLxD, last_B[:, None, None], axis=1)[:, 0]
+  if pooling == 'mean':
+    if mask_BxL is None:
+      return x_BxLxD.mean(axis=1)
+    weights_BxL = mask_BxL.astype(x_BxLxD.dtype)
+    pooled_BxD = jnp.einsum('bld,bl->bd', x_BxLxD, weights_BxL)
+    return pooled_BxD / jnp.maximum(weights_BxL.sum(axis=1, keepdims=True), 1.0)
+  raise ValueError(f'model.pooling={pooling!r} is not valid; valid: '
+                   f'{", ".join(POOLING_NAMES)}.')

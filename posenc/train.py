@@ -24,6 +24,7 @@ from posenc import models
 from posenc import optimizers
 from posenc import parallel as parallel_lib
 from posenc import preemption as preemption_lib
+from posenc import randomized
 from posenc import validate
 from posenc import workdir as workdir_lib
 
@@ -154,7 +155,8 @@ def eval_step(params: Any, batch: dict[str, jax.Array],
   cores); with one, no run did.
   """
   logits, _ = apply_fn({'params': params}, batch['inputs'],
-                       mask=batch.get('mask'), train=False)
+                       mask=batch.get('mask'),
+                       positions=batch.get('positions'), train=False)
   loss, correct = _loss_and_accuracy(logits, batch['labels'], batch['weights'])
   return {'loss': loss, 'correct': correct, 'count': batch['weights']}
 
@@ -268,9 +270,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
               if start_step == num_steps else {})
   step = start_step
   last_log_time, last_log_step = time.perf_counter(), start_step
-  eval_fn = lambda split, prefix: parallel_lib.evaluate(
-      parallel.eval_fn, parallel.place_eval_batch, parallel.eval_params(state),
-      split, batch_size, prefix)
+  eval_fn = lambda split, prefix: randomized.mean([
+      parallel_lib.evaluate(parallel.eval_fn, parallel.place_eval_batch,
+                            parallel.eval_params(state), s, batch_size, prefix)
+      for s in randomized.eval_splits(model.config, split, config.seed,
+                                      prefix)])
 
   def fetch():
     history.extend((s, parallel.host_metrics(m)) for s, m in pending)

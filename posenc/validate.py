@@ -103,6 +103,13 @@ def check_lengths(config: ml_collections.ConfigDict, train_len: int,
         f'model.posemb_randomized=True draws positions from 0..max_len-1, '
         f'so model.max_len={m.max_len} must be larger than the training '
         f'length {train_len} (e.g. {4 * train_len}).')
+  if (m.posemb_randomized and m.posemb_randomized_eval == 'random'
+      and m.max_len is not None and eval_len > m.max_len):
+    raise ValueError(
+        f"model.posemb_randomized_eval='random' draws the eval length "
+        f'{eval_len} of the positions 0..max_len-1, but model.max_len='
+        f'{m.max_len}; valid: eval_seq_len <= max_len (train with a larger '
+        "max_len), or posemb_randomized_eval='fixed'.")
   if not encodings.get(m.posemb).has_table:
     return  # No table to outgrow.
   table_rows = train_len if m.max_len is None else m.max_len
@@ -166,7 +173,12 @@ EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
                 'train.weight_decay', 'train.parallel',
                 'train.log_every_steps', 'train.checkpoint_every_steps',
                 'train.keep_checkpoints', 'model.dropout_rate',
-                'model.attention_dropout_rate', 'model.posemb_randomized')
+                'model.attention_dropout_rate', 'model.posemb_randomized',
+                # How positions are drawn or scaled at evaluation, and an
+                # init that a restored checkpoint replaces.
+                'model.posemb_randomized_eval',
+                'model.posemb_randomized_eval_draws', 'model.rope_scaling',
+                'model.rope_scaling_factor', 'model.cls_init_std')
 DATA_FINGERPRINT = 'data_sha256'  # Key in config.json beside the config.
 
 

@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from posenc import allocator
@@ -77,6 +78,37 @@ def test_every_encoding_config_trains_from_the_cli(tmp_path, name, num_train,
     assert summary['eval_accuracy'] >= minimum, summary
 
 
+# The encodings and options of [encodings-2] on 'before' from the command
+# line, shortened (2,048 sequences, 1 epoch): each trains, and its
+# checkpoint evaluates at twice the training length. Full-length numbers:
+# `python -m experiments.encodings_table` (docs/results.md).
+@pytest.mark.parametrize('flags,eval_flags', [
+    (['--config.model.posemb=alibi', '--config.model.alibi_mode=directional'],
+     []),
+    (['--config.model.posemb=fire'], []),
+    (['--config.model.posemb=kerple', '--config.model.causal=True',
+      '--config.model.pooling=last'], []),
+    (['--config.model.posemb=rope'], ['--config.model.rope_scaling=yarn']),
+    (['--config.model.posemb=rope', '--config.model.rope_scaling=ntk'], []),
+    (['--config.model.posemb=rope', '--config.model.rope_scaling=linear',
+      '--config.model.rope_scaling_factor=2.0'], []),
+])
+def test_new_encodings_train_and_evaluate_twice_as_long(tmp_path, flags,
+                                                        eval_flags):
+  base = ['--config.data.num_train=2048', '--config.train.num_epochs=1',
+          f'--workdir={tmp_path}', *flags]
+  config = REPO / 'configs' / 'before.py'
+  result = _run(REPO, *base, config=config)
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = _run(REPO, *base, *eval_flags, '--mode=eval',
+                '--config.data.eval_seq_len=20', config=config)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.loads((tmp_path / 'summary.json').read_text())
+  [record] = _read_jsonl(tmp_path / 'eval.jsonl')
+  assert record['eval_seq_len'] == 20
+  assert np.isfinite([summary['eval_loss'], record['eval_loss']]).all()
+
+
 def test_randomized_positions_evaluate_beyond_the_training_length(tmp_path):
   # Measured: 0.811 at length 10 (as trained), 0.858 at length 40.
   config = REPO / 'configs' / 'learned_randomized.py'
@@ -125,7 +157,7 @@ def test_overrides_reach_the_resolved_config(tmp_path):
 @pytest.mark.parametrize('flag,message', [
     ('--config.model.posemb=rotary',
      "model.posemb='rotary' is not valid; valid values: learned, sinusoidal, "
-     'none, rope, alibi, relative, learned_every_layer.'),
+     'none, rope, alibi, relative, learned_every_layer, fire, kerple.'),
     ('--config.model.num_heads=3',
      'model.d_model=64 is not divisible by model.num_heads=3'),
 ])

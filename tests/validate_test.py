@@ -69,6 +69,18 @@ BAD_VALUES = [
      r"for data.name='argmax': 1"),
     ('train.memory_limit_gib', 0.0,
      r'train.memory_limit_gib=0.0.*finite number in \(0.0, inf\)'),
+    ('model.posemb_randomized_eval', 'sorted',
+     r"posemb_randomized_eval='sorted'.*random, fixed"),
+    ('model.rope_scaling', 'dynamic',
+     r"rope_scaling='dynamic'.*none, linear, ntk, yarn"),
+    ('model.rope_scaling_factor', 0.5, r'rope_scaling_factor=0.5.*\[1.0, inf'),
+    ('model.alibi_mode', 'left', r"alibi_mode='left'.*symmetric, directional"),
+    ('model.fire_mlp_width', 0, r'model.fire_mlp_width=0.*positive integer'),
+    ('model.fire_init_c', 0.0, r'model.fire_init_c=0.0'),
+    ('model.fire_init_threshold', -1.0, r'model.fire_init_threshold=-1.0'),
+    ('model.cls_init_std', -0.1, r'model.cls_init_std=-0.1'),
+    ('model.posemb_randomized_eval_draws', 0,
+     r'posemb_randomized_eval_draws=0.*positive integer'),
 ]
 
 
@@ -191,6 +203,19 @@ def _with(**fields):
     (dict(data__name='mnist1d', data__seq_len=40, data__num_train=3900,
           data__num_eval=400),
      r'num_train=3900 \+ data.num_eval=400 is more than the 4000'),
+    (dict(model__causal=True, model__pooling='cls'),
+     r"model.causal=True lets the class token.*valid with causal: "
+     r"pooling='last' or 'mean'"),
+    (dict(model__posemb='alibi', model__alibi_mode='directional',
+          model__causal=True),
+     r"alibi_mode='directional'.*model.causal=True hides.*valid with causal"),
+    (dict(data__name='before', data__eval_seq_len=50, model__max_len=40,
+          model__posemb_randomized=True),
+     r"posemb_randomized_eval='random' draws the eval length 50.*max_len=40"
+     r".*posemb_randomized_eval='fixed'"),
+    (dict(model__posemb='rope', model__rope_scaling='ntk', model__d_model=8,
+          model__num_heads=4),
+     r"rope_scaling='ntk'.*head dimension K = 2; valid: K >= 4"),
 ])
 def test_combinations_that_cannot_work(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -221,11 +246,15 @@ POSITIVE_INT_FIELDS = (
     'model.relative_num_buckets', 'model.relative_max_distance',
     'train.num_epochs', 'train.batch_size', 'train.log_every_steps',
     'train.checkpoint_every_steps', 'train.keep_checkpoints',
-    'model.max_len', 'data.min_seq_len', 'data.eval_seq_len')
+    'model.max_len', 'data.min_seq_len', 'data.eval_seq_len',
+    'model.fire_mlp_width', 'model.posemb_randomized_eval_draws')
 NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 REAL_FIELDS = {  # field: invalid values
     'train.learning_rate': st.floats(max_value=0.0) | NON_FINITE,
     'model.posemb_init_std': st.floats(max_value=0.0) | NON_FINITE,
+    'model.fire_init_c': st.floats(max_value=0.0) | NON_FINITE,
+    'model.cls_init_std': st.floats(max_value=-1e-9) | NON_FINITE,
+    'model.rope_scaling_factor': st.floats(max_value=0.999) | NON_FINITE,
     'model.rope_base': st.floats(max_value=1.0) | NON_FINITE,
     'model.dropout_rate': (st.floats(min_value=1.0) |
                            st.floats(max_value=-1e-9) | NON_FINITE),
@@ -242,6 +271,9 @@ STRING_FIELDS = {
     'train.allocator': allocator.ALLOCATORS,
     'model.matmul_dtype': tuple(models.MATMUL_DTYPES),
     'model.attention': models.ATTENTION_NAMES,
+    'model.posemb_randomized_eval': models.RANDOMIZED_EVAL,
+    'model.rope_scaling': encodings.ROPE_SCALINGS,
+    'model.alibi_mode': encodings.ALIBI_MODES,
 }
 _SETTINGS = hypothesis.settings(max_examples=200, deadline=None)
 

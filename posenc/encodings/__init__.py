@@ -7,9 +7,11 @@ The entries (registered in this order):
 - added to the inputs (before the first block, or before every block):
   `learned` (`LearnedPosEmbed`), `sinusoidal` (`sinusoidal_table`),
   `learned_every_layer`;
-- applied inside attention: `rope` (`apply_rope`, to queries and keys),
-  `alibi` (`alibi_bias`) and `relative` (`RelativePositionBias`), both biases
-  on the attention logits;
+- applied inside attention: `rope` (`apply_rope`, to queries and keys,
+  optionally scaled beyond the training length: `rope_frequencies`),
+  `alibi` (`alibi_bias`, symmetric or directional), `relative`
+  (`RelativePositionBias`), `fire` (`FireBias`) and `kerple`
+  (`KerpleBias`), biases on the attention logits;
 - `none` adds nothing.
 
 `base.py` defines `Encoding` (the hooks an entry implements) and the registry;
@@ -25,11 +27,18 @@ from posenc.encodings.absolute import default_positions
 from posenc.encodings.absolute import random_positions
 from posenc.encodings.absolute import resample_pos_embedding
 from posenc.encodings.absolute import sinusoidal_table
+from posenc.encodings.attention import ALIBI_MODES
+from posenc.encodings.attention import ROPE_SCALINGS
 from posenc.encodings.attention import RelativePositionBias
 from posenc.encodings.attention import alibi_bias
 from posenc.encodings.attention import alibi_slopes
 from posenc.encodings.attention import apply_rope
 from posenc.encodings.attention import relative_position_bucket
+from posenc.encodings.attention import rope_frequencies
+from posenc.encodings.learned_bias import FireBias
+from posenc.encodings.learned_bias import KerpleBias
+from posenc.encodings.learned_bias import fire_inputs
+from posenc.encodings.learned_bias import kerple_log_bias
 from posenc.encodings.base import ACTS
 from posenc.encodings.base import Encoding
 from posenc.encodings.base import Site
@@ -40,9 +49,11 @@ from posenc.encodings.base import register
 from posenc.encodings.base import unregister
 from posenc.encodings import absolute as _absolute
 from posenc.encodings import attention as _attention
+from posenc.encodings import learned_bias as _learned_bias
 
 for _entry in (_absolute.Learned(), _absolute.Sinusoidal(),
                _absolute.NoPosition(), _attention.Rope(), _attention.Alibi(),
-               _attention.Relative(), _absolute.LearnedEveryLayer()):
+               _attention.Relative(), _absolute.LearnedEveryLayer(),
+               _learned_bias.Fire(), _learned_bias.Kerple()):
   register(_entry)
 

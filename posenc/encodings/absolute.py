@@ -27,13 +27,25 @@ def default_positions(batch: int, seq_len: int) -> jax.Array:
                           (batch, seq_len))
 
 
-def random_positions(rng: jax.Array, batch: int, seq_len: int,
-                     max_len: int) -> jax.Array:
-  """A sorted random subset of `0..max_len-1` of size L per sequence
-  (Ruoss et al., 2023)."""
+def random_positions(rng: jax.Array, batch: int, seq_len: int, max_len: int,
+                     lengths_B: jax.Array | None = None) -> jax.Array:
+  """A sorted random subset of `0..max_len-1` per sequence (Ruoss et al.,
+  2023): `(B, L)` int32.
+
+  Of size L, or with `lengths_B` of each sequence's real length: the first
+  `lengths_B[b]` entries of row b are a uniformly drawn sorted subset of that
+  size, and the padded steps after them get other positions below max_len.
+  """
   noise_BxM = jax.random.uniform(rng, (batch, max_len))
-  subset_BxL = jnp.argsort(noise_BxM, axis=-1)[:, :seq_len]
-  return jnp.sort(subset_BxL, axis=-1).astype(jnp.int32)
+  if lengths_B is None:
+    subset_BxL = jnp.argsort(noise_BxM, axis=-1)[:, :seq_len]
+    return jnp.sort(subset_BxL, axis=-1).astype(jnp.int32)
+  # Ranks of a random permutation; the lengths_B[b] smallest are chosen, and
+  # a stable sort of "not chosen" lists the chosen first, in order.
+  rank_BxM = jnp.argsort(jnp.argsort(noise_BxM, axis=-1), axis=-1)
+  chosen_BxM = rank_BxM < lengths_B[:, None]
+  return jnp.argsort(~chosen_BxM, axis=-1, stable=True)[:, :seq_len].astype(
+      jnp.int32)
 
 
 def _check_table_rows(seq_len: int, max_len: int) -> None:

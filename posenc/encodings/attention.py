@@ -15,23 +15,83 @@ from posenc import checks
 from posenc.encodings.base import Encoding
 
 
+ROPE_SCALINGS = ('none', 'linear', 'ntk', 'yarn')
+# YaRN's defaults in Hugging Face's modeling_rope_utils (transformers 5.24):
+# frequencies completing more than YARN_BETA_FAST rotations over the
+# training length are kept, fewer than YARN_BETA_SLOW interpolated.
+YARN_BETA_FAST = 32.0
+YARN_BETA_SLOW = 1.0
+
+
+def rope_frequencies(head_dim: int, base: float = 10_000.0,
+                     scaling: str = 'none', factor: float = 1.0,
+                     original_len: int | None = None
+                     ) -> tuple[np.ndarray, float]:
+  """`(inv_freq, attention_factor)` of rotary pairs i = 0..K/2-1.
+
+  'none': inv_freq_i = base^(-2i/K) (Su et al., 2021). For a model trained
+  on `original_len` steps and run on `factor` times as many:
+  - 'linear': position interpolation (Chen et al., 2023), inv_freq / factor;
+  - 'ntk': NTK-aware scaling (bloc97, 2023): the base becomes
+    base * factor^(K / (K - 2)), which is Hugging Face's 'dynamic' rule at
+    a length of factor * original_len with its own factor 1;
+  - 'yarn': YaRN (Peng et al., 2023), as Hugging Face's
+    `_compute_yarn_parameters` (truncated correction range, beta_fast 32,
+    beta_slow 1): pairs completing many rotations over `original_len` keep
+    their frequency, slow ones are divided by `factor`, a linear ramp in
+    between; queries and keys are then both multiplied by
+    attention_factor = 0.1 ln(factor) + 1, as Hugging Face multiplies cos
+    and sin.
+  Each is checked against numbers from transformers in
+  tests/rope_scaling_test.py.
+  """
+  exponents = np.arange(0, head_dim, 2, dtype=np.float64) / head_dim
+  if scaling == 'none' or factor == 1.0:
+    return base ** -exponents, 1.0
+  if scaling == 'linear':
+    return base ** -exponents / factor, 1.0
+  if scaling == 'ntk':
+    return (base * factor ** (head_dim / (head_dim - 2))) ** -exponents, 1.0
+  if scaling != 'yarn':
+    raise ValueError(f'model.rope_scaling={scaling!r} is not valid; valid: '
+                     f'{", ".join(ROPE_SCALINGS)}.')
+
+  def correction_dim(rotations):
+    return (head_dim * math.log(original_len / (rotations * 2 * math.pi)) /
+            (2 * math.log(base)))
+
+  low = max(math.floor(correction_dim(YARN_BETA_FAST)), 0)
+  high = min(math.ceil(correction_dim(YARN_BETA_SLOW)), head_dim - 1)
+  if low == high:
+    high += 0.001  # As Hugging Face: no division by zero.
+  ramp = np.clip((np.arange(head_dim // 2) - low) / (high - low), 0, 1)
+  keep = 1 - ramp  # 1: the frequency as trained; 0: interpolated.
+  inv_freq = base ** -exponents
+  inv_freq = inv_freq / factor * (1 - keep) + inv_freq * keep
+  return inv_freq, 0.1 * math.log(factor) + 1.0
+
+
 def apply_rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array,
-               base: float = 10_000.0) -> jax.Array:
+               base: float = 10_000.0, scaling: str = 'none',
+               factor: float = 1.0, original_len: int | None = None
+               ) -> jax.Array:
   """Rotary embedding (Su et al., 2021) of queries or keys.
 
-  Each pair of features (2i, 2i+1) is rotated by the angle p * base^(-2i/K),
-  so the dot product of a rotated query at p and a rotated key at p' depends
-  on p - p' only. K must be even.
+  Each pair of features (2i, 2i+1) is rotated by the angle
+  p * inv_freq_i (`rope_frequencies`; base^(-2i/K) unscaled), so the dot
+  product of a rotated query at p and a rotated key at p' depends on p - p'
+  only. K must be even.
   """
   head_dim = x_BxLxHxK.shape[-1]
   if head_dim % 2:
     raise ValueError(f'rope needs an even head dimension (d_model / '
                      f'num_heads), got {head_dim}.')
-  inv_freq = base ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) /
-                      head_dim)
-  angles_BxLxK2 = positions_BxL[..., None].astype(jnp.float32) * inv_freq
-  cos = jnp.cos(angles_BxLxK2)[:, :, None, :]
-  sin = jnp.sin(angles_BxLxK2)[:, :, None, :]
+  inv_freq, attention_factor = rope_frequencies(head_dim, base, scaling,
+                                                factor, original_len)
+  angles_BxLxK2 = (positions_BxL[..., None].astype(jnp.float32) *
+                   jnp.asarray(inv_freq, jnp.float32))
+  cos = jnp.cos(angles_BxLxK2)[:, :, None, :] * attention_factor
+  sin = jnp.sin(angles_BxLxK2)[:, :, None, :] * attention_factor
   x = x_BxLxHxK.astype(jnp.float32)
   even, odd = x[..., 0::2], x[..., 1::2]
   rotated = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], -1)
@@ -56,12 +116,39 @@ def alibi_slopes(num_heads: int) -> np.ndarray:
   return np.array(power_of_2(closest) + extra, np.float32)
 
 
-def alibi_bias(num_heads: int, positions_BxL: jax.Array) -> jax.Array:
-  """Symmetric ALiBi bias -slope_h * |i - j|: `(B, H, L, L)`."""
-  distance_BxLxL = jnp.abs(positions_BxL[:, :, None] -
-                           positions_BxL[:, None, :]).astype(jnp.float32)
+ALIBI_MODES = ('symmetric', 'directional')
+# Added to the logits of keys a directional head does not see: exp() of it
+# is exactly 0 in float32, and it stays finite in bfloat16.
+HIDDEN = -1e9
+
+
+def alibi_bias(num_heads: int, positions_BxL: jax.Array,
+               mode: str = 'symmetric') -> jax.Array:
+  """ALiBi's bias on the logits, `(B, H, L, L)`.
+
+  'symmetric': -slope_h * |i - j| (Press et al., 2021, with the absolute
+  distance the ALiBi repository gives for encoders, issue #5).
+  'directional': head h sees only keys at or before its query (h even) or
+  at or after it (h odd), each with -slope_h * |i - j|, the slopes of all H
+  heads interleaved over both directions: the causal ALiBi of the paper in
+  one half of the heads and its mirror image in the other, a split of
+  heads by what they see as the ALiBi repository suggests for
+  bidirectional attention. Unlike 'symmetric', it tells left from right.
+  """
+  offset_BxLxL = (positions_BxL[:, None, :] -
+                  positions_BxL[:, :, None]).astype(jnp.float32)  # j - i
   slopes_H = jnp.asarray(alibi_slopes(num_heads))
-  return -slopes_H[None, :, None, None] * distance_BxLxL[:, None]
+  bias_BxHxLxL = -slopes_H[None, :, None, None] * jnp.abs(offset_BxLxL)[:, None]
+  if mode == 'symmetric':
+    return bias_BxHxLxL
+  if mode != 'directional':
+    raise ValueError(f'model.alibi_mode={mode!r} is not valid; valid: '
+                     f'{", ".join(ALIBI_MODES)}.')
+  looks_left_H = jnp.arange(num_heads) % 2 == 0
+  hidden_BxHxLxL = jnp.where(looks_left_H[None, :, None, None],
+                             offset_BxLxL[:, None] > 0,
+                             offset_BxLxL[:, None] < 0)
+  return jnp.where(hidden_BxHxLxL, HIDDEN, bias_BxHxLxL)
 
 
 def relative_position_bucket(relative_position: jax.Array, num_buckets: int,
@@ -102,13 +189,18 @@ class RelativePositionBias(nn.Module):
 
 
 class Rope(Encoding):
-  """Rotary embeddings of queries and keys (Su et al., 2021)."""
+  """Rotary embeddings of queries and keys (Su et al., 2021), optionally
+  scaled beyond the training length (`model.rope_scaling`)."""
 
   name = 'rope'
   acts = frozenset({'rotation'})
 
   def check_fields(self, config) -> None:
     checks.real(config, 'model.rope_base', low=1.0)
+    checks.choice(config, 'model.rope_scaling', ROPE_SCALINGS)
+    if config.model.rope_scaling_factor is not None:
+      checks.real(config, 'model.rope_scaling_factor', low=1.0,
+                  low_inclusive=True)
 
   def check(self, config) -> None:
     m = config.model
@@ -118,20 +210,65 @@ class Rope(Encoding):
           f"model.posemb='rope' rotates pairs of features, but the head "
           f'dimension d_model / num_heads = {m.d_model} / {m.num_heads} = '
           f'{head_dim} is odd; valid: an even head dimension.')
+    if m.rope_scaling == 'ntk' and head_dim < 4:
+      raise ValueError(
+          "model.rope_scaling='ntk' raises the base to K / (K - 2) for the "
+          f'head dimension K = {head_dim}; valid: K >= 4.')
+
+  @staticmethod
+  def scaling_factor(config, seq_len: int) -> float:
+    """`rope_scaling_factor`, or the input's length over the training
+    length (`max_len`) where it is longer; 1 without scaling."""
+    if config.rope_scaling == 'none':
+      return 1.0
+    if config.rope_scaling_factor is not None:
+      return float(config.rope_scaling_factor)
+    trained = seq_len if config.max_len is None else config.max_len
+    return max(1.0, seq_len / trained)
 
   def rotate(self, config, x_BxLxHxK, positions_BxL):
-    return apply_rope(x_BxLxHxK, positions_BxL, config.rope_base)
+    seq_len = x_BxLxHxK.shape[1] - (config.pooling == 'cls')
+    original = seq_len if config.max_len is None else config.max_len
+    return apply_rope(x_BxLxHxK, positions_BxL, config.rope_base,
+                      config.rope_scaling,
+                      self.scaling_factor(config, seq_len), original)
 
 
 class Alibi(Encoding):
-  """Symmetric ALiBi, `-slope_h * |i - j|` on the logits (Press et al.,
-  2021), with the paper's geometric slopes."""
+  """ALiBi (Press et al., 2021) with the paper's geometric slopes:
+  `model.alibi_mode` 'symmetric' (-slope_h * |i - j|) or 'directional'
+  (`alibi_bias`).
+
+  Symmetric ALiBi cannot tell left from right. Theorem: without a causal
+  mask, with mean (or no) pooling and no class token, the classifier's
+  logits are exactly invariant to reversing each sequence (its real steps,
+  padding kept at the end). Proof: the encoder without positions is
+  equivariant to any permutation P of the steps; the bias matrix
+  B_ij = -m |p_i - p_j| over positions p = 0..L-1 satisfies P B P^T = B for
+  the reversal P, because |(L-1-i) - (L-1-j)| = |i - j|; so the hidden
+  states are permuted by P and mean pooling removes P. On 'before' and
+  'marker', reversing a sequence flips its label, so symmetric ALiBi's
+  accuracy there is chance by this symmetry, not for lack of an anchor
+  (tests/encodings_test.py checks the invariance to float precision).
+  """
 
   name = 'alibi'
   acts = frozenset({'bias'})
 
+  def check_fields(self, config) -> None:
+    checks.choice(config, 'model.alibi_mode', ALIBI_MODES)
+
+  def check(self, config) -> None:
+    if config.model.alibi_mode == 'directional' and config.model.causal:
+      raise ValueError(
+          "model.alibi_mode='directional' gives half the heads only the keys "
+          'after their query, which model.causal=True hides: those heads '
+          "would see only themselves; valid with causal: alibi_mode="
+          "'symmetric' (causal attention already tells left from right).")
+
   def attention_bias(self, site, positions_BxL):
-    return alibi_bias(site.config.num_heads, positions_BxL)
+    return alibi_bias(site.config.num_heads, positions_BxL,
+                      site.config.alibi_mode)
 
 
 class Relative(Encoding):

@@ -17,9 +17,11 @@ shared by several blocks).
 
 Positions are integer arrays `(B, L)`. Hooks that add to the inputs receive
 `None` for `0..L-1` (the first L rows of a table) or explicit positions (a
-sorted random subset of `0..max_len-1` when `model.posemb_randomized` trains);
-attention hooks always receive explicit positions, shifted by one when a class
-token sits at position 0.
+sorted random subset of `0..max_len-1` when `model.posemb_randomized` trains
+or evaluates, or positions the caller gave the model); attention hooks always
+receive explicit positions, shifted by one when a class token sits at
+position 0. With `model.causal`, attention masks keys after the query; bias
+hooks may read `site.config.causal` where their formula differs.
 """
 
 import dataclasses
@@ -40,6 +42,10 @@ class Site:
   config: Any  # posenc.models.ModelConfig: the model's hyper-parameters.
   max_len: int  # Rows of position tables: model.max_len, or the data's L.
   train: bool
+  seq_len: int = 0  # Steps of the input (the padded length).
+  # For attention hooks: `(B, L)` True at real positions (the class token
+  # included, if any), or None where every position is real.
+  mask: jax.Array | None = None
   _modules: dict[str, nn.Module] = dataclasses.field(default_factory=dict)
 
   def module(self, name: str, build: Callable[..., nn.Module]) -> nn.Module:
@@ -69,6 +75,13 @@ class Encoding:
     the real count)."""
     del model, rows
     return 0
+
+  def bias_maps(self, model: Any) -> int:
+    """How many `(B, L, L)` float arrays the entry's attention bias keeps
+    in one training step, its gradient included, for the memory estimate:
+    2H (the `(B, H, L, L)` bias and its gradient) for an entry acting by
+    'bias'."""
+    return 2 * model.num_heads if 'bias' in self.acts else 0
 
   def check_fields(self, config: Any) -> None:
     """Checks the values of the config fields this entry owns. Runs for

@@ -1,0 +1,167 @@
+"""Learned functions of the distance added to attention logits: FIRE and
+Kerple. Each is one module shared by all blocks, as T5's relative bias here.
+
+Shape legend: B = batch, L = sequence length, H = heads, W = FIRE's MLP
+width.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from posenc import checks
+from posenc.encodings.base import Encoding
+
+FIRE_EPS = 1e-6  # Added to FIRE's normaliser, as in the paper's listing.
+KERPLE_EPS = 1e-2  # Kerple's parameters are used clamped to at least this.
+
+
+def fire_inputs(positions_BxL: jax.Array, mask_BxL: jax.Array | None,
+                c: jax.Array, threshold: jax.Array, *, causal: bool
+                ) -> jax.Array:
+  """FIRE's normalised distances, the MLP's input: `(B, L, L)` for query i,
+  key j.
+
+  With psi(x) = log(|c x| + 1) (Li et al., 2023, eq. 3 and their appendix
+  listing):
+  - causal (the paper): psi(i - j) / psi(max(threshold, i)), i and j the
+    query's and key's positions: the query's position is the length of the
+    context it sees, so distances are normalised into [0, 1];
+  - bidirectional (our choice; the paper defines FIRE for decoders only):
+    sign(i - j) psi(|i - j|) / psi(max(threshold, S)), with S the span of
+    the sequence's real positions (its real length - 1 at positions
+    0..L-1). The span is the longest distance any query of the sequence
+    can see, as i is in the causal case, so distances again fall in
+    [-1, 1] and a longer sequence is interpolated into the same range;
+    the sign keeps left and right apart (|i - j| alone would make the
+    model invariant to reversing the sequence, as symmetric ALiBi is).
+  """
+  pos_BxL = positions_BxL.astype(jnp.float32)
+  psi = lambda x: jnp.log(jnp.abs(c * x) + 1.0)
+  distance_BxLxL = pos_BxL[:, :, None] - pos_BxL[:, None, :]  # i - j
+  if causal:
+    norm_BxLx1 = jnp.maximum(threshold, pos_BxL)[:, :, None]
+  else:
+    real_BxL = (jnp.ones_like(positions_BxL, bool) if mask_BxL is None
+                else mask_BxL)
+    big = jnp.finfo(jnp.float32).max
+    span_B = (jnp.where(real_BxL, pos_BxL, -big).max(axis=1) -
+              jnp.where(real_BxL, pos_BxL, big).min(axis=1))
+    norm_BxLx1 = jnp.maximum(threshold, span_B)[:, None, None]
+  return (jnp.sign(distance_BxLxL) * psi(distance_BxLxL) /
+          (psi(norm_BxLx1) + FIRE_EPS))
+
+
+class FireBias(nn.Module):
+  """FIRE (Li et al., 2023): an MLP (1 -> W, ReLU, W -> H) of the
+  normalised log distance (`fire_inputs`). c starts at `init_c`; the
+  threshold is |scale| * `init_threshold` with a learned scale starting at
+  1, as in the paper's listing (whose fixed init_L is 512)."""
+
+  num_heads: int
+  width: int = 32
+  init_c: float = 0.1
+  init_threshold: float = 512.0
+  causal: bool = False
+
+  @nn.compact
+  def __call__(self, positions_BxL: jax.Array,
+               mask_BxL: jax.Array | None) -> jax.Array:
+    """Returns the bias to add to attention logits: `(B, H, L, L)`."""
+    c = self.param('c', nn.initializers.constant(self.init_c), ())
+    scale = self.param('threshold_scale', nn.initializers.ones, ())
+    threshold = jnp.abs(scale * self.init_threshold)
+    x_BxLxL = fire_inputs(positions_BxL, mask_BxL, c, threshold,
+                          causal=self.causal)
+    h_BxLxLxW = nn.relu(nn.Dense(self.width, name='mlp_in')(x_BxLxL[..., None]))
+    bias_BxLxLxH = nn.Dense(self.num_heads, name='mlp_out')(h_BxLxLxW)
+    return jnp.transpose(bias_BxLxLxH, (0, 3, 1, 2))
+
+
+def clamped(x: jax.Array, low: float) -> jax.Array:
+  """`max(x, low)` whose gradient is the identity's: Kerple's reference
+  clamps the stored parameter before each use, and its gradient then
+  reaches the parameter as if unclamped."""
+  return x + jax.lax.stop_gradient(jnp.maximum(x, low) - x)
+
+
+def kerple_log_bias(p_H: jax.Array, a_H: jax.Array,
+                    positions_BxL: jax.Array) -> jax.Array:
+  """Kerple's logarithmic bias -p_h log(1 + a_h |i - j|) (Chi et al., 2022,
+  eq. for 'log'), `(B, H, L, L)`, with p and a clamped to >= KERPLE_EPS."""
+  distance_BxLxL = jnp.abs(positions_BxL[:, :, None] -
+                           positions_BxL[:, None, :]).astype(jnp.float32)
+  p = clamped(p_H, KERPLE_EPS)[None, :, None, None]
+  a = clamped(a_H, KERPLE_EPS)[None, :, None, None]
+  return -p * jnp.log1p(a * distance_BxLxL[:, None])
+
+
+class KerpleBias(nn.Module):
+  """Kerple-log's per-head p ~ U[0, 2) and a ~ U[0, 1), as its reference
+  code (chijames/KERPLE, ParallelKerpleLog) draws them."""
+
+  num_heads: int
+
+  @nn.compact
+  def __call__(self, positions_BxL: jax.Array) -> jax.Array:
+    p_H = self.param('p', nn.initializers.uniform(2.0), (self.num_heads,))
+    a_H = self.param('a', nn.initializers.uniform(1.0), (self.num_heads,))
+    return kerple_log_bias(p_H, a_H, positions_BxL)
+
+
+class Fire(Encoding):
+  """FIRE, a learned MLP of the log distance normalised by a length (Li et
+  al., 2023, "Functional Interpolation for Relative Positions Improves
+  Long Context Transformers"); 'posemb_fire'. Causal: the paper's
+  normaliser (the query's position); bidirectional: the sequence's span
+  (see `fire_inputs` for why). The threshold starts at
+  `model.fire_init_threshold`, by default the training length: training
+  sequences are then all normalised by the same length, and longer ones
+  are interpolated into the distances seen in training (the paper's
+  listing fixes 512, for its much longer sequences)."""
+
+  name = 'fire'
+  acts = frozenset({'bias'})
+
+  def check_fields(self, config) -> None:
+    checks.positive_int(config, 'model.fire_mlp_width')
+    checks.real(config, 'model.fire_init_c', low=0.0)
+    if config.model.fire_init_threshold is not None:
+      checks.real(config, 'model.fire_init_threshold', low=0.0)
+
+  def num_params(self, model, rows) -> int:
+    width = model.fire_mlp_width
+    return 2 * width + width * model.num_heads + model.num_heads + 2
+
+  def bias_maps(self, model) -> int:
+    # The bias and its gradient; the MLP's input and its hidden layer
+    # before and after the ReLU, and their gradients.
+    return 2 * model.num_heads + 2 + 4 * model.fire_mlp_width
+
+  def attention_bias(self, site, positions_BxL):
+    cfg = site.config
+    threshold = (site.max_len if cfg.fire_init_threshold is None
+                 else cfg.fire_init_threshold)
+    bias = site.module('posemb_fire', lambda name: FireBias(
+        cfg.num_heads, cfg.fire_mlp_width, cfg.fire_init_c, threshold,
+        cfg.causal, name=name))
+    return bias(positions_BxL, site.mask)
+
+
+class Kerple(Encoding):
+  """Kerple's logarithmic variant, -p_h log(1 + a_h |i - j|) with learned
+  positive p_h, a_h per head (Chi et al., 2022); 'posemb_kerple'. Like
+  symmetric ALiBi it depends on |i - j| only, so without a causal mask and
+  with mean pooling the classifier cannot tell a sequence from its
+  reverse (see `posenc.encodings.attention.Alibi`)."""
+
+  name = 'kerple'
+  acts = frozenset({'bias'})
+
+  def num_params(self, model, rows) -> int:
+    return 2 * model.num_heads
+
+  def attention_bias(self, site, positions_BxL):
+    bias = site.module('posemb_kerple', lambda name: KerpleBias(
+        site.config.num_heads, name=name))
+    return bias(positions_BxL)
