@@ -103,6 +103,9 @@ def _xla_bytes(config):
     dict(data__seq_len=128),
     dict(data__seq_len=64, data__min_seq_len=32, model__posemb='relative',
          model__pooling='cls', model__num_heads=8, model__mlp_dim=512),
+    dict(data__seq_len=64, model__posemb='fire'),
+    dict(data__seq_len=64, model__posemb='kerple', model__causal=True,
+         model__pooling='last'),
 ])
 def test_estimate_errs_high_but_not_far_from_xla(fields):
   config = _config(data__num_train=64, data__num_eval=32, **fields)
