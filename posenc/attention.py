@@ -86,7 +86,7 @@ class SelfAttention(nn.Module):
       q_BxLxHxK = self.encoding.rotate(self.config, q_BxLxHxK, positions_BxL)
       k_BxLxHxK = self.encoding.rotate(self.config, k_BxLxHxK, positions_BxL)
     allowed = visible(mask_BxL, x_BxLxD.shape[1], self.config.causal)
-    if self.attention == 'fused':  # cuDNN flash attention on GPU.
+    if self.attention == 'fused':  # jax.nn.dot_product_attention picks.
       out_BxLxHxK = jax.nn.dot_product_attention(
           q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
           bias=None if bias_BxHxLxL is None else bias_BxHxLxL.astype(low),

@@ -90,18 +90,18 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
   model, params, resampled = for_length(model, state.params, eval_len,
                                         config.model.posemb_resample)
   eval_fn, place_batch = train.make_eval(model.apply)
+  splits = randomized.eval_splits(model.config, dataset.eval, config.seed,
+                                  'eval')
   metrics = randomized.mean([
       parallel.evaluate(eval_fn, place_batch, params, split,
-                        config.train.batch_size)
-      for split in randomized.eval_splits(model.config, dataset.eval,
-                                          config.seed, 'eval')])
+                        config.train.batch_size) for split in splits])
   record = {'step': int(state.step), 'eval_seq_len': eval_len,
             'train_seq_len': dataset.seq_len,
             'posemb_resample': config.model.posemb_resample if resampled
                                else 'none', **metrics}
-  if randomized.is_random(model.config):
-    record['randomized_eval_draws'] = (
-        model.config.posemb_randomized_eval_draws)
+  if model.config.posemb_randomized:
+    record['posemb_randomized_eval'] = model.config.posemb_randomized_eval
+    record['randomized_eval_draws'] = len(splits)
   logging.info('Evaluated step %d at length %d (trained at %d, resample %s): '
                'eval_accuracy=%.4f eval_loss=%.4f; as a line of eval.jsonl: '
                '%s', record['step'], eval_len, dataset.seq_len,

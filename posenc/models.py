@@ -57,7 +57,7 @@ class ModelConfig:
   alibi_mode: str = 'symmetric'  # alibi: or 'directional' (per head).
   fire_mlp_width: int = 32  # fire: hidden units of its MLP.
   fire_init_c: float = 0.1  # fire: initial c of log(1 + c * distance).
-  # fire: initial length threshold of the normaliser; None: max_len.
+  # fire: initial length threshold of the normaliser; None: max_len / 4.
   fire_init_threshold: float | None = None
   relative_num_buckets: int = 32  # relative: buckets (both sides).
   relative_max_distance: int = 128  # relative: last bucket's offset.
@@ -72,9 +72,9 @@ class ModelConfig:
   # 'mean' over valid positions, 'cls' (a class token), or 'last' (the last
   # valid position: the one that sees every other when causal).
   pooling: str = 'mean'
-  # Class token's normal init (0: zeros, as ViT). Zeros made runs that
-  # differ only in summation order end far apart; 0.02 did not
-  # (experiments/reproducibility.py).
+  # Class token's normal init (0: zeros, as ViT). From zeros, runs that
+  # differ only in summation order ended further apart than from 0.02, as
+  # far as mean pooling's (experiments/results/reproducibility.md).
   cls_init_std: float = 0.02
   # Speed options (measured in docs/performance.md):
   matmul_dtype: str = 'float32'  # 'bfloat16': products, float32 sums.

@@ -15,10 +15,7 @@ so a rerun, a resumed run and `--mode=eval` report the same numbers.
 import zlib
 from typing import Any
 
-import jax
 import numpy as np
-
-from posenc import encodings
 
 CHUNK = 256  # Examples drawn from one key.
 _STREAM = 0x5EED  # Folded into the run's key: the eval draws' own stream.
@@ -31,25 +28,39 @@ def is_random(model_config: Any) -> bool:
           model_config.posemb_randomized_eval == 'random')
 
 
+def positions_for_lengths(noise_NxM: np.ndarray, lengths_N: np.ndarray,
+                          seq_len: int) -> np.ndarray:
+  """The first `lengths_N[n]` entries of row n: the positions of the
+  `lengths_N[n]` smallest noise values, sorted (a uniformly drawn sorted
+  subset of `0..M-1`); padded steps get other positions below M. NumPy's
+  twin of `posenc.encodings.random_positions`."""
+  rank_NxM = np.argsort(np.argsort(noise_NxM, axis=-1), axis=-1)
+  chosen_NxM = rank_NxM < np.asarray(lengths_N)[:, None]
+  return np.argsort(~chosen_NxM, axis=-1, kind='stable')[:, :seq_len].astype(
+      np.int32)
+
+
 def draw(seed: int, name: str, index: int, lengths_N: np.ndarray,
          seq_len: int, max_len: int) -> np.ndarray:
   """Draw `index` of the positions for a split named `name` whose
   sequences have real lengths `lengths_N` (padded to `seq_len`): `(N, L)`
-  int32, each row a sorted random subset of `0..max_len-1` of its length."""
+  int32, each row a sorted random subset of `0..max_len-1` of its length.
+  Drawn on the host from NumPy's Philox generator, seeded by (seed, name,
+  index, chunk): the same numbers for any batch size, device count, process
+  count or JAX version."""
   if seq_len > max_len:
     raise ValueError(
         f'randomized positions at evaluation draw {seq_len} of the '
         f'positions 0..{max_len - 1}; valid: an eval length <= model.max_len '
         f"({max_len}), or model.posemb_randomized_eval='fixed'.")
-  key = jax.random.fold_in(jax.random.key(seed), _STREAM)
-  key = jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
-  key = jax.random.fold_in(key, index)
+  name_id = zlib.crc32(name.encode())
   chunks = []
   for c, start in enumerate(range(0, len(lengths_N), CHUNK)):
-    lengths = np.asarray(lengths_N[start:start + CHUNK], np.int32)
-    chunks.append(np.asarray(encodings.random_positions(
-        jax.random.fold_in(key, c), len(lengths), seq_len, max_len,
-        lengths)))
+    lengths = np.asarray(lengths_N[start:start + CHUNK], np.int64)
+    rng = np.random.Generator(np.random.Philox(np.random.SeedSequence(
+        [seed, _STREAM, name_id, index, c])))
+    chunks.append(positions_for_lengths(
+        rng.random((len(lengths), max_len)), lengths, seq_len))
   return np.concatenate(chunks) if chunks else np.zeros((0, seq_len),
                                                          np.int32)
 
@@ -65,6 +76,8 @@ def eval_splits(model_config: Any, split: dict[str, np.ndarray], seed: int,
   mask = split.get('mask')
   lengths = (np.full(n, seq_len, np.int32) if mask is None
              else mask.sum(axis=1).astype(np.int32))
+  if (lengths == model_config.max_len).all():
+    return [split]  # Every draw is 0..max_len-1.
   return [{**split, 'positions': draw(seed, name, k, lengths, seq_len,
                                       model_config.max_len)}
           for k in range(model_config.posemb_randomized_eval_draws)]

@@ -110,6 +110,13 @@ def check_lengths(config: ml_collections.ConfigDict, train_len: int,
         f'{eval_len} of the positions 0..max_len-1, but model.max_len='
         f'{m.max_len}; valid: eval_seq_len <= max_len (train with a larger '
         "max_len), or posemb_randomized_eval='fixed'.")
+  if (m.posemb == 'rope' and m.rope_scaling != 'none' and not
+      m.posemb_randomized and m.max_len is not None and m.max_len != train_len):
+    raise ValueError(
+        f'model.rope_scaling={m.rope_scaling!r} scales for lengths beyond '
+        f'the trained ones, which it reads from model.max_len={m.max_len}, '
+        f'but training sequences have {train_len} steps; valid: leave '
+        'model.max_len unset (or equal to the training length).')
   if not encodings.get(m.posemb).has_table:
     return  # No table to outgrow.
   table_rows = train_len if m.max_len is None else m.max_len
@@ -151,7 +158,9 @@ BIT_IDENTICAL_CHANGES = ('train.num_epochs', 'train.log_every_steps',
                          # what is compared.
                          'data.path',
                          # Where buffers live; the same arithmetic.
-                         'train.allocator', 'model.remat')
+                         'train.allocator', 'model.remat',
+                         # An initialisation the checkpoint replaces.
+                         'model.cls_init_std')
 # Allowed with a warning: the same model and data, computed with other
 # rounding, so the resumed run's numbers differ from an uninterrupted run's
 # ('fused': eval loss 0.48244004 against 0.48243985).
@@ -160,25 +169,32 @@ RESUMABLE_CHANGES = BIT_IDENTICAL_CHANGES + CHANGES_WITH_WARNING
 # (Not train.parallel: pmap folds the device index into the dropout key.)
 
 # Fields in which `--mode=eval` may differ from the run that trained the
-# checkpoint: what evaluation is for (the eval length and how learned
-# tables are resampled to it), what only changes how it runs (cache,
-# allocator, memory limit, the batch size it evaluates in, the attention
-# kernel, remat), and what only acts in training (the train.* fields below,
-# dropout, randomized positions). Not train.optimizer: its state is part of
-# the checkpoint restored; not seed or any other data.* field: other data.
+# checkpoint: what evaluation is for (the eval length, how learned tables
+# are resampled to it, how randomized positions are drawn, and rope's
+# scaling where training ran unscaled: `check_eval`), what only changes how
+# it runs (cache, allocator, memory limit, the batch size it evaluates in,
+# the attention kernel, remat), and what only acts in training (the train.*
+# fields below, dropout, the class token's init). Not train.optimizer: its
+# state is part of the checkpoint restored; not seed or any other data.*
+# field: other data; not model.posemb_randomized: it decides how the model
+# was trained (posemb_randomized_eval chooses the eval protocol).
 EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
                 'data.cache_dir', 'data.path', 'train.allocator',
-                'train.memory_limit_gib', 'train.batch_size', 'model.attention', 'model.remat',
+                'train.memory_limit_gib', 'train.batch_size',
+                'model.attention', 'model.remat',
                 'train.num_epochs', 'train.learning_rate',
                 'train.weight_decay', 'train.parallel',
                 'train.log_every_steps', 'train.checkpoint_every_steps',
                 'train.keep_checkpoints', 'model.dropout_rate',
-                'model.attention_dropout_rate', 'model.posemb_randomized',
-                # How positions are drawn or scaled at evaluation, and an
-                # init that a restored checkpoint replaces.
+                'model.attention_dropout_rate', 'model.cls_init_std',
                 'model.posemb_randomized_eval',
-                'model.posemb_randomized_eval_draws', 'model.rope_scaling',
-                'model.rope_scaling_factor', 'model.cls_init_std')
+                'model.posemb_randomized_eval_draws', 'model.rope_scaling')
+# Fields a config.json written before they existed lacks, with the value
+# that run used where it differs from today's default (others count as
+# their defaults): randomized runs were evaluated at 0..L-1, class tokens
+# started at zero.
+LEGACY_DEFAULTS = {'model.posemb_randomized_eval': 'fixed',
+                   'model.cls_init_std': 0.0}
 DATA_FINGERPRINT = 'data_sha256'  # Key in config.json beside the config.
 
 
@@ -226,7 +242,8 @@ def differences(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   now = _flat(run_record(config, data_sha256))
   # Fields added to posenc after the run was written count as their
   # defaults, which is what that run used.
-  defaults = _flat(run_record(posenc_config.get_config()))
+  defaults = {**_flat(run_record(posenc_config.get_config())),
+              **LEGACY_DEFAULTS}
   saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
   return {k: (saved.get(k, '<absent>'), now.get(k, '<absent>'))
           for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
@@ -273,6 +290,10 @@ def check_eval(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   too). Reads only; nothing to check without checkpoints."""
   changed = differences(config, workdir, data_sha256)
   refused = {k: v for k, v in changed.items() if k not in EVAL_CHANGES}
+  if 'model.rope_scaling' in changed and (
+      config.model.rope_scaling_factor is not None):
+    # A set factor scales at the training length too: another model.
+    refused['model.rope_scaling'] = changed['model.rope_scaling']
   if refused:
     raise ValueError(
         f'{workdir} holds a run trained with another config, so this one '

@@ -15,6 +15,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from posenc import encodings
@@ -101,27 +102,42 @@ def test_kerple_log_formula_by_hand():
   np.testing.assert_array_equal(np.diagonal(bias[0], axis1=1, axis2=2), 0)
 
 
-def test_kerple_parameters_are_used_positive_and_keep_their_gradient():
-  positions = encodings.default_positions(1, 4)
-  p, a = jnp.array([-0.3]), jnp.array([0.5])
-  bias = encodings.kerple_log_bias(p, a, positions)
-  assert learned_bias.KERPLE_EPS == 0.01
-  assert float(bias[0, 0, 0, 2]) == pytest.approx(-0.01 * math.log(2),
-                                                  rel=1e-6)
-  grad = jax.grad(lambda p: encodings.kerple_log_bias(
-      p, a, positions).sum())(p)
-  assert float(grad[0]) == pytest.approx(
-      -sum(math.log(1 + 0.5 * abs(i - j)) for i in range(4)
-           for j in range(4)), rel=1e-5)
+def test_kerple_parameters_stay_positive_and_recover():
+  """However far an optimizer pushes the stored values, p and a stay >=
+  1e-2 and their gradient never vanishes: pushed down for 1,000 Adam steps,
+  then up for 100, p grows again (a clamp with a zero gradient below it
+  would leave it stuck at 1e-2)."""
+  raw = jnp.array([learned_bias.positive_init(2.0)(jax.random.key(0), ())])
+  value = lambda r: float(learned_bias.positive(r)[0])
+  tx = optax.adam(2e-3)
+  state = tx.init(raw)
+  trace = []
+  for sign, steps in ((1.0, 1000), (-1.0, 100)):
+    for _ in range(steps):
+      grad = sign * jax.grad(lambda r: learned_bias.positive(r).sum())(raw)
+      assert float(jnp.abs(grad).min()) > 0
+      updates, state = tx.update(grad, state)
+      raw = optax.apply_updates(raw, updates)
+      assert value(raw) >= learned_bias.KERPLE_EPS
+      trace.append(value(raw))
+  bottom, up = trace[999], trace[1000:]
+  assert bottom < trace[0] and up[-1] > bottom + 0.05
 
 
 def test_kerple_init_is_the_reference_distribution():
   module = encodings.KerpleBias(num_heads=4096)
   params = module.init(jax.random.key(0),
                        encodings.default_positions(1, 2))['params']
-  p, a = np.asarray(params['p']), np.asarray(params['a'])
-  assert 0 <= p.min() and p.max() < 2 and abs(p.mean() - 1.0) < 0.05
-  assert 0 <= a.min() and a.max() < 1 and abs(a.mean() - 0.5) < 0.03
+  p = np.asarray(learned_bias.positive(params['p_raw']))
+  a = np.asarray(learned_bias.positive(params['a_raw']))
+  assert 0.01 <= p.min() and p.max() < 2 and abs(p.mean() - 1.0) < 0.05
+  assert 0.01 <= a.min() and a.max() < 1 and abs(a.mean() - 0.5) < 0.03
+  # The value is the reference's draw, clamped to >= 1e-2.
+  key = jax.random.key(3)
+  draw = jax.random.uniform(key, (1000,), maxval=2.0)
+  np.testing.assert_allclose(
+      learned_bias.positive(learned_bias.positive_init(2.0)(key, (1000,))),
+      np.maximum(draw, 0.01), rtol=1e-5, atol=2e-6)
 
 
 def test_directional_alibi_heads_see_one_side_each():

@@ -12,6 +12,7 @@ import pytest
 from posenc import checkpoints
 from posenc import config as default
 from posenc import data
+from posenc import encodings
 from posenc import evaluation
 from posenc import models
 from posenc import randomized
@@ -72,6 +73,22 @@ def test_fixed_or_plain_evaluates_once_at_the_given_split(changes):
                                 0, 'eval') == [split]
 
 
+def test_at_max_len_every_draw_is_every_position():
+  split = _split(5, 40)
+  assert randomized.eval_splits(MODEL, split, 0, 'eval') == [split]
+
+
+def test_numpy_and_jax_draws_follow_one_rule():
+  """The host's draws (NumPy) and the model's training draws (JAX) turn
+  the same noise into the same positions."""
+  key = jax.random.key(0)
+  lengths = np.array([10, 3, 7, 1])
+  noise = np.asarray(jax.random.uniform(key, (4, 40)))
+  np.testing.assert_array_equal(
+      randomized.positions_for_lengths(noise, lengths, 10),
+      encodings.random_positions(key, 4, 10, 40, jax.numpy.asarray(lengths)))
+
+
 def test_too_long_for_the_positions_names_the_fix():
   with pytest.raises(ValueError, match=r"eval length <= model.max_len \(40\)"
                      r".*posemb_randomized_eval='fixed'"):
@@ -107,7 +124,10 @@ def test_eval_of_the_checkpoint_repeats_the_runs_number(trained):
   record = evaluation.evaluate_checkpoint(config, workdir)
   assert record['eval_accuracy'] == pytest.approx(summary['eval_accuracy'],
                                                   abs=1e-12)
+  assert record['eval_loss'] == pytest.approx(summary['eval_loss'],
+                                              rel=1e-6)
   assert record['randomized_eval_draws'] == 4
+  assert record['posemb_randomized_eval'] == 'random'
 
 
 def test_the_protocol_changes_the_number(trained):
@@ -116,7 +136,8 @@ def test_the_protocol_changes_the_number(trained):
   fixed.model.posemb_randomized_eval = 'fixed'
   record = evaluation.evaluate_checkpoint(fixed, workdir)
   assert record['eval_accuracy'] != summary['eval_accuracy']
-  assert 'randomized_eval_draws' not in record
+  assert record['randomized_eval_draws'] == 1
+  assert record['posemb_randomized_eval'] == 'fixed'
   # By hand: the mean over the 4 draws of the model at the drawn positions.
   dataset = data.load(config.data, config.seed)
   model = train.make_model(config, dataset)

@@ -216,6 +216,14 @@ def _with(**fields):
     (dict(model__posemb='rope', model__rope_scaling='ntk', model__d_model=8,
           model__num_heads=4),
      r"rope_scaling='ntk'.*head dimension K = 2; valid: K >= 4"),
+    (dict(model__posemb='alibi', model__alibi_mode='directional',
+          model__num_heads=1),
+     r"alibi_mode='directional'.*model.num_heads=1; valid: num_heads >= 2"),
+    (dict(model__rope_scaling_factor=2.0),
+     r"rope_scaling_factor=2.0 has no effect with model.rope_scaling='none'"),
+    (dict(model__posemb='rope', model__rope_scaling='yarn', model__max_len=40),
+     r"rope_scaling='yarn'.*model.max_len=40, but training sequences have "
+     r'10 steps; valid: leave model.max_len unset'),
 ])
 def test_combinations_that_cannot_work(fields, message):
   with pytest.raises(ValueError, match=message):
@@ -338,6 +346,46 @@ def test_resume_warns_where_numbers_will_differ(tmp_path, caplog):
                      r'32 now.*only these may change on resume: '
                      r'train.num_epochs'):
     validate.check_resume(_with(model__d_model=32), workdir)
+
+
+def test_a_run_older_than_a_field_counts_as_what_it_used(tmp_path):
+  """A config.json written before the randomized-positions protocol and
+  the class token's init existed: its run evaluated at 0..L-1 and started
+  the class token at zero, so resuming it under today's defaults is refused
+  by name, evaluating it under either protocol is allowed, and the class
+  token's init may differ (the checkpoint replaces it)."""
+  config = _with(model__posemb_randomized=True, model__max_len=40,
+                 model__pooling='cls')
+  record = validate.run_record(config)
+  for field in ('posemb_randomized_eval', 'cls_init_std', 'causal'):
+    del record['model'][field]
+  (tmp_path / 'checkpoints' / '8').mkdir(parents=True)
+  (tmp_path / 'config.json').write_text(json.dumps(record))
+  with pytest.raises(ValueError, match=r"model.posemb_randomized_eval: "
+                     r"'fixed' in the workdir, 'random' now"):
+    validate.check_resume(config, tmp_path)
+  fixed = _with(model__posemb_randomized=True, model__max_len=40,
+                model__pooling='cls', model__posemb_randomized_eval='fixed')
+  assert validate.check_resume(fixed, tmp_path) == {
+      'model.cls_init_std': (0.0, 0.02)}
+  validate.check_eval(config, tmp_path)
+
+
+def test_rope_scaling_may_change_at_eval_only_where_training_ran_unscaled(
+    tmp_path):
+  trained = _with(model__posemb='rope', model__rope_scaling='linear',
+                  model__rope_scaling_factor=2.0)
+  workdir = _saved_workdir(tmp_path / 'scaled', trained)
+  with pytest.raises(ValueError, match=r"model.rope_scaling: 'linear' in "
+                     r"the workdir, 'yarn' now"):
+    validate.check_eval(_with(model__posemb='rope', model__rope_scaling='yarn',
+                              model__rope_scaling_factor=2.0), workdir)
+  workdir = _saved_workdir(tmp_path / 'plain', _with(model__posemb='rope'))
+  validate.check_eval(_with(model__posemb='rope', model__rope_scaling='yarn'),
+                      workdir)
+  with pytest.raises(ValueError, match=r'model.rope_scaling_factor'):
+    validate.check_eval(_with(model__posemb='rope', model__rope_scaling='yarn',
+                              model__rope_scaling_factor=2.0), workdir)
 
 
 def _tiny(**fields):

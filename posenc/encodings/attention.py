@@ -198,9 +198,15 @@ class Rope(Encoding):
   def check_fields(self, config) -> None:
     checks.real(config, 'model.rope_base', low=1.0)
     checks.choice(config, 'model.rope_scaling', ROPE_SCALINGS)
-    if config.model.rope_scaling_factor is not None:
+    m = config.model
+    if m.rope_scaling_factor is not None:
       checks.real(config, 'model.rope_scaling_factor', low=1.0,
                   low_inclusive=True)
+      if m.rope_scaling == 'none':
+        raise ValueError(
+            f'model.rope_scaling_factor={m.rope_scaling_factor} has no '
+            "effect with model.rope_scaling='none'; valid: a scaling "
+            "method ('linear', 'ntk', 'yarn'), or rope_scaling_factor=None.")
 
   def check(self, config) -> None:
     m = config.model
@@ -249,7 +255,10 @@ class Alibi(Encoding):
   states are permuted by P and mean pooling removes P. On 'before' and
   'marker', reversing a sequence flips its label, so symmetric ALiBi's
   accuracy there is chance by this symmetry, not for lack of an anchor
-  (tests/encodings_test.py checks the invariance to float precision).
+  (tests/direction_test.py checks the invariance to float precision and
+  the flip on 'before'). The theorem is about positions 0..L-1 and a
+  pooling that ignores order ('mean'); 'cls' and 'last' pooling, causal
+  attention and randomized positions each break the symmetry.
   """
 
   name = 'alibi'
@@ -259,6 +268,12 @@ class Alibi(Encoding):
     checks.choice(config, 'model.alibi_mode', ALIBI_MODES)
 
   def check(self, config) -> None:
+    m = config.model
+    if m.alibi_mode == 'directional' and m.num_heads < 2:
+      raise ValueError(
+          "model.alibi_mode='directional' splits the heads between keys "
+          f'before and after the query, but model.num_heads={m.num_heads}; '
+          'valid: num_heads >= 2.')
     if config.model.alibi_mode == 'directional' and config.model.causal:
       raise ValueError(
           "model.alibi_mode='directional' gives half the heads only the keys "

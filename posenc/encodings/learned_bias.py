@@ -78,34 +78,47 @@ class FireBias(nn.Module):
     return jnp.transpose(bias_BxLxLxH, (0, 3, 1, 2))
 
 
-def clamped(x: jax.Array, low: float) -> jax.Array:
-  """`max(x, low)` whose gradient is the identity's: Kerple's reference
-  clamps the stored parameter before each use, and its gradient then
-  reaches the parameter as if unclamped."""
-  return x + jax.lax.stop_gradient(jnp.maximum(x, low) - x)
+def positive(raw: jax.Array) -> jax.Array:
+  """A Kerple parameter from its stored value: KERPLE_EPS + softplus(raw),
+  always >= KERPLE_EPS and with a gradient everywhere."""
+  return KERPLE_EPS + jax.nn.softplus(raw)
+
+
+def positive_init(high: float):
+  """Stored values whose `positive` is U[0, high) clamped to >= KERPLE_EPS,
+  the reference's draw and clamp."""
+  def init(key, shape, dtype=jnp.float32):
+    value = jax.random.uniform(key, shape, dtype, 0.0, high)
+    excess = jnp.maximum(value - KERPLE_EPS, 1e-6)
+    return excess + jnp.log(-jnp.expm1(-excess))  # softplus^-1(excess).
+  return init
 
 
 def kerple_log_bias(p_H: jax.Array, a_H: jax.Array,
                     positions_BxL: jax.Array) -> jax.Array:
   """Kerple's logarithmic bias -p_h log(1 + a_h |i - j|) (Chi et al., 2022,
-  eq. for 'log'), `(B, H, L, L)`, with p and a clamped to >= KERPLE_EPS."""
+  the 'log' kernel), `(B, H, L, L)`, for positive p_h and a_h."""
   distance_BxLxL = jnp.abs(positions_BxL[:, :, None] -
                            positions_BxL[:, None, :]).astype(jnp.float32)
-  p = clamped(p_H, KERPLE_EPS)[None, :, None, None]
-  a = clamped(a_H, KERPLE_EPS)[None, :, None, None]
+  p, a = p_H[None, :, None, None], a_H[None, :, None, None]
   return -p * jnp.log1p(a * distance_BxLxL[:, None])
 
 
 class KerpleBias(nn.Module):
-  """Kerple-log's per-head p ~ U[0, 2) and a ~ U[0, 1), as its reference
-  code (chijames/KERPLE, ParallelKerpleLog) draws them."""
+  """Kerple-log's per-head p and a, drawn as its reference code draws them
+  (chijames/KERPLE, ParallelKerpleLog: p ~ U[0, 2), a ~ U[0, 1), kept >=
+  1e-2). The reference clamps the stored values before every step (a
+  projected gradient); here they are stored as softplus^-1(value - 1e-2),
+  so they stay positive under any optimizer without a clamp whose gradient
+  would vanish, the same function at initialisation and a smooth
+  reparametrisation during training."""
 
   num_heads: int
 
   @nn.compact
   def __call__(self, positions_BxL: jax.Array) -> jax.Array:
-    p_H = self.param('p', nn.initializers.uniform(2.0), (self.num_heads,))
-    a_H = self.param('a', nn.initializers.uniform(1.0), (self.num_heads,))
+    p_H = positive(self.param('p_raw', positive_init(2.0), (self.num_heads,)))
+    a_H = positive(self.param('a_raw', positive_init(1.0), (self.num_heads,)))
     return kerple_log_bias(p_H, a_H, positions_BxL)
 
 
@@ -115,10 +128,13 @@ class Fire(Encoding):
   Long Context Transformers"); 'posemb_fire'. Causal: the paper's
   normaliser (the query's position); bidirectional: the sequence's span
   (see `fire_inputs` for why). The threshold starts at
-  `model.fire_init_threshold`, by default the training length: training
-  sequences are then all normalised by the same length, and longer ones
-  are interpolated into the distances seen in training (the paper's
-  listing fixes 512, for its much longer sequences)."""
+  `model.fire_init_threshold`, by default a quarter of the training length
+  (`max_len`): as in the paper, whose listing fixes 512 for far longer
+  training sequences, most training queries are then normalised by their
+  own position (causal) or their sequence's span, and longer sequences are
+  interpolated into the range seen in training. One FIRE module serves all
+  blocks (the paper's layer-shared variant; its default is one per layer),
+  as T5's relative bias does here."""
 
   name = 'fire'
   acts = frozenset({'bias'})
@@ -141,7 +157,7 @@ class Fire(Encoding):
 
   def attention_bias(self, site, positions_BxL):
     cfg = site.config
-    threshold = (site.max_len if cfg.fire_init_threshold is None
+    threshold = (site.max_len / 4 if cfg.fire_init_threshold is None
                  else cfg.fire_init_threshold)
     bias = site.module('posemb_fire', lambda name: FireBias(
         cfg.num_heads, cfg.fire_mlp_width, cfg.fire_init_c, threshold,
