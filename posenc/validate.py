@@ -189,12 +189,21 @@ EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
                 'model.attention_dropout_rate', 'model.cls_init_std',
                 'model.posemb_randomized_eval',
                 'model.posemb_randomized_eval_draws', 'model.rope_scaling')
-# Fields a config.json written before they existed lacks, with the value
-# that run used where it differs from today's default (others count as
-# their defaults): randomized runs were evaluated at 0..L-1, class tokens
-# started at zero.
-LEGACY_DEFAULTS = {'model.posemb_randomized_eval': 'fixed',
-                   'model.cls_init_std': 0.0}
+
+
+def legacy_values(saved: dict[str, Any]) -> dict[str, Any]:
+  """For a flat config.json written before a field existed: the value its
+  run used where that differs from today's default (absent fields
+  otherwise count as their defaults). Randomized runs were evaluated at
+  0..L-1; class tokens started at zero."""
+  legacy = {}
+  if saved.get('model.posemb_randomized'):
+    legacy['model.posemb_randomized_eval'] = 'fixed'
+  if saved.get('model.pooling') == 'cls':
+    legacy['model.cls_init_std'] = 0.0
+  return legacy
+
+
 DATA_FINGERPRINT = 'data_sha256'  # Key in config.json beside the config.
 
 
@@ -243,7 +252,7 @@ def differences(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   # Fields added to posenc after the run was written count as their
   # defaults, which is what that run used.
   defaults = {**_flat(run_record(posenc_config.get_config())),
-              **LEGACY_DEFAULTS}
+              **legacy_values(saved)}
   saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
   return {k: (saved.get(k, '<absent>'), now.get(k, '<absent>'))
           for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)}
