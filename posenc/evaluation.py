@@ -92,9 +92,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict,
   eval_fn, place_batch = train.make_eval(model.apply)
   splits = randomized.eval_splits(model.config, dataset.eval, config.seed,
                                   'eval')
-  metrics = randomized.mean([
-      parallel.evaluate(eval_fn, place_batch, params, split,
-                        config.train.batch_size) for split in splits])
+  metrics = randomized.evaluate(
+      lambda split: parallel.evaluate(eval_fn, place_batch, params, split,
+                                      config.train.batch_size), splits)
   record = {'step': int(state.step), 'eval_seq_len': eval_len,
             'train_seq_len': dataset.seq_len,
             'posemb_resample': config.model.posemb_resample if resampled

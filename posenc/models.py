@@ -203,11 +203,10 @@ class EncoderClassifier(nn.Module):
     else:
       positions_BxL = encodings.default_positions(batch, seq_len)
     site = encodings.Site(cfg, max_len, train, seq_len=seq_len)
-    # Added encodings take explicit positions only when given or drawn;
-    # else None, the first L rows.
-    table_positions_BxL = positions
+    # Added encodings take explicit positions only when given or drawn
+    # (`positions`); else None, the first L rows.
     if 'inputs' in encoding.acts:
-      x_BxLxD = encoding.embed(site, x_BxLxD, table_positions_BxL)
+      x_BxLxD = encoding.embed(site, x_BxLxD, positions)
 
     start = 0  # Where the sequence starts: after the class token, if any.
     if cfg.pooling == 'cls':
@@ -244,7 +243,7 @@ class EncoderClassifier(nn.Module):
         x_BxLxD = jnp.concatenate(
             [x_BxLxD[:, :start],
              encoding.before_block(site, i, x_BxLxD[:, start:],
-                                   table_positions_BxL)], 1)
+                                   positions)], 1)
       x_BxLxD = block(cfg, encoding, name=f'block_{i}')(
           x_BxLxD, mask, train, bias_BxHxLxL=bias_BxHxLxL,
           positions_BxL=attn_positions_BxL)

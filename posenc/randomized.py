@@ -13,7 +13,7 @@ so a rerun, a resumed run and `--mode=eval` report the same numbers.
 """
 
 import zlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -81,6 +81,12 @@ def eval_splits(model_config: Any, split: dict[str, np.ndarray], seed: int,
   return [{**split, 'positions': draw(seed, name, k, lengths, seq_len,
                                       model_config.max_len)}
           for k in range(model_config.posemb_randomized_eval_draws)]
+
+
+def evaluate(evaluate_split: Callable[[dict[str, np.ndarray]], dict[str, Any]],
+             splits: list[dict[str, np.ndarray]]) -> dict[str, Any]:
+  """`evaluate_split` on each of `eval_splits`' splits, averaged."""
+  return mean([evaluate_split(split) for split in splits])
 
 
 def mean(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -270,11 +270,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
               if start_step == num_steps else {})
   step = start_step
   last_log_time, last_log_step = time.perf_counter(), start_step
-  eval_fn = lambda split, prefix: randomized.mean([
-      parallel_lib.evaluate(parallel.eval_fn, parallel.place_eval_batch,
-                            parallel.eval_params(state), s, batch_size, prefix)
-      for s in randomized.eval_splits(model.config, split, config.seed,
-                                      prefix)])
+  # The eval split (under the randomized protocol, one copy per draw of
+  # positions), drawn once for every evaluation of the run.
+  eval_splits = randomized.eval_splits(model.config, dataset.eval,
+                                       config.seed, 'eval')
+  eval_fn = lambda splits, prefix: randomized.evaluate(
+      lambda split: parallel_lib.evaluate(
+          parallel.eval_fn, parallel.place_eval_batch,
+          parallel.eval_params(state), split, batch_size, prefix), splits)
 
   def fetch():
     history.extend((s, parallel.host_metrics(m)) for s, m in pending)
@@ -328,7 +331,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
           progress.show(train_scalars)
         if step % steps_per_epoch == 0:
           eval_start = time.perf_counter()
-          eval_scalars = eval_fn(dataset.eval, 'eval')
+          eval_scalars = eval_fn(eval_splits, 'eval')
           last_log_time += time.perf_counter() - eval_start  # Not in steps/s.
           writer.write(step, {**eval_scalars, 'epoch': step // steps_per_epoch})
           metrics_lib.log_scalars(f'eval (epoch {step // steps_per_epoch})',
@@ -349,7 +352,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         return {'step': step, 'preempted': preemption.requested}
       if start_step == num_steps:  # A rerun of a finished (or stopped) run.
         logging.info('Already trained to step %d; evaluating only.', step)
-        eval_scalars = eval_fn(dataset.eval, 'eval')
+        eval_scalars = eval_fn(eval_splits, 'eval')
         writer.write_missing(step, {**eval_scalars, 'epoch': step //
                                     steps_per_epoch})  # If it was lost.
         last = metrics_lib.last_record(workdir, 'train_loss')
@@ -357,7 +360,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
             last if last.get('step') == step else previous).items()
                          if k.startswith('train_')}
       if dataset.test is not None:  # Read once, after training.
-        test_scalars = eval_fn(dataset.test, 'test')
+        test_scalars = eval_fn(
+            randomized.eval_splits(model.config, dataset.test, config.seed,
+                                   'test'), 'test')
         if metrics_lib.last_record(workdir, 'test_loss').get('step') != step:
           writer.write(step, test_scalars)
         metrics_lib.log_scalars('test', step, test_scalars)
