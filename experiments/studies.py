@@ -29,7 +29,7 @@ from posenc.datasets import mnist1d
 from posenc.datasets import synthetic
 
 Record = dict[str, Any]
-ENCODINGS = encodings.names()
+ENCODINGS = encodings.sequence_names()  # The studies' tasks are 1-D.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,7 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   # A name registered in posenc.data: the synthetic suite 'argmax', 'before',
   # 'sorted', 'marker', 'random'; 'listops'; 'mnist1d', 'mnist1d_shuffled';
-  # 'npz' (your own arrays, from data.path).
+  # 'digits', 'digits_shuffled'; 'vowels' (JapaneseVowels); 'npz' (your
+  # own arrays, from data.path).
   config.data.name = 'argmax'
   config.data.seed = config_dict.placeholder(int)  # None: the run's seed.
   config.data.seq_len = 10  # Tokens per training sequence (the longest).
@@ -61,9 +62,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.marker_offset = 2  # 'marker': steps from marker to compare.
   config.data.listops_max_depth = 10  # 'listops': deepest nesting.
   config.data.listops_max_args = 5  # 'listops': most arguments per operator.
-  config.data.patch_size = 1  # MNIST-1D: steps per token (seq_len=40/this).
+  # MNIST-1D: steps per token (seq_len=40/this); digits: pixels per side
+  # of a square patch (seq_len=(image_size/this)**2).
+  config.data.patch_size = 1
+  config.data.image_size = 8  # Digits: pixels per side (resampled from 8).
+  # Digits' eval and test splits at another size; None: image_size.
+  config.data.eval_image_size = config_dict.placeholder(int)
   config.data.path = ''  # 'npz': the .npz file with your arrays.
-  config.data.cache_dir = '~/.cache/posenc'  # Generated ListOps, MNIST-1D.
+  config.data.cache_dir = '~/.cache/posenc'  # ListOps, MNIST-1D, vowels.
 
   # Model: see posenc.models.ModelConfig for each field.
   config.model = _model_group()

@@ -9,11 +9,16 @@ Every dataset is one entry (`posenc.datasets.base.Source`) in a registry:
   `[min_seq_len, seq_len]`; see `posenc.datasets.listops`;
 - 'mnist1d' and 'mnist1d_shuffled': 40-step MNIST-1D sequences, grouped into
   tokens of `patch_size` steps; see `posenc.datasets.mnist1d`;
+- 'digits' and 'digits_shuffled': scikit-learn's 8x8 handwritten digits,
+  pixels or square patches in raster order; see `posenc.datasets.digits`;
+- 'vowels': JapaneseVowels, 7 to 29 frames of 12 coefficients, padded and
+  masked; see `posenc.datasets.vowels`;
 - 'npz': your own arrays from `data.path`; see `posenc.datasets.npz`.
 
-Every dataset has 'train' and 'eval' splits; ListOps and MNIST-1D also have
-'test'. ListOps and MNIST-1D take seconds to generate and are cached in
-`data.cache_dir` (see `posenc.datasets.cache`). Generated splits are drawn
+Every dataset has 'train' and 'eval' splits; ListOps, MNIST-1D, digits and
+JapaneseVowels also have 'test'. ListOps, MNIST-1D and JapaneseVowels take a
+second or more to generate or load and are cached in `data.cache_dir` (see
+`posenc.datasets.cache`). Generated splits are drawn
 from independent streams of one generator seeded with `data.seed` (None: the
 run's `config.seed`).
 
@@ -34,6 +39,8 @@ from posenc.datasets import base
 from posenc.datasets import synthetic
 from posenc.datasets import listops
 from posenc.datasets import mnist1d
+from posenc.datasets import digits
+from posenc.datasets import vowels
 from posenc.datasets import npz
 # pylint: enable=g-bad-import-order,unused-import
 
@@ -60,7 +67,13 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for field in ('min_seq_len', 'eval_seq_len', 'num_classes'):
     checks.positive_int(config, f'data.{field}', optional=True)
   checks.non_negative_int(config, 'data.seed', optional=True)
+  checks.positive_int(config, 'data.patch_size')
   d = config.data
+  if d.patch_size != 1 and not get(d.name).uses_patch_size:
+    users = sorted(n for n in names() if get(n).uses_patch_size)
+    raise ValueError(
+        f'data.patch_size={d.patch_size} applies to {", ".join(users)}; '
+        f'valid for data.name={d.name!r}: 1.')
   if not isinstance(d.cache_dir, str) or not d.cache_dir:
     raise ValueError(f'data.cache_dir={d.cache_dir!r} is not valid; '
                      'it must be a folder path.')
@@ -85,6 +98,16 @@ def load(config: ml_collections.ConfigDict, seed: int) -> Dataset:
   `seed` is the run's seed, used unless `config.seed` (data.seed) is set.
   """
   return get(config.name).load(config, data_seed(config, seed))
+
+
+def references(config: ml_collections.ConfigDict, seed: int
+               ) -> dict[str, dict[str, float]]:
+  """Test accuracies beside which a run reports its own: 'computed' (simple
+  models on the same split, `Source.references`) and 'published'
+  (`Source.published`). `config` is the data group, `seed` the run's."""
+  source = get(config.name)
+  return {'computed': source.references(config, data_seed(config, seed)),
+          'published': source.published(config)}
 
 
 def fingerprint(config: ml_collections.ConfigDict) -> str | None:

@@ -23,10 +23,13 @@ from posenc import validate
 from posenc import workdir as workdir_lib
 
 
-def resample_tables(params: Any, new_len: int, method: str) -> Any:
-  """Resamples every learned position table ('pos_embedding') in `params`."""
+def resample_tables(params: Any, new_len: int, method: str,
+                    posemb: str = 'learned') -> Any:
+  """Resamples every learned position table ('pos_embedding') in `params`
+  as the encoding `posemb` resamples its tables (1-D or on a grid)."""
+  entry = encodings.get(posemb)
   flat = flax.traverse_util.flatten_dict(params)
-  flat = {path: (encodings.resample_pos_embedding(value, new_len, method)
+  flat = {path: (entry.resample(value, new_len, method)
                  if path[-1] == 'pos_embedding' else value)
           for path, value in flat.items()}
   return flax.traverse_util.unflatten_dict(flat)
@@ -38,21 +41,24 @@ def for_length(model: models.EncoderClassifier, params: Any, length: int,
   """The model and parameters for inputs of `length` steps:
   `(model, params, resampled)`.
 
-  Where the encoding has a learned table (`Encoding.has_table`) with fewer
-  rows than `length`, the tables are resampled with `method` ('linear' or
-  'nearest'; 'none' is then an error) and the model's `max_len` follows.
+  Where the encoding has a learned table (`Encoding.has_table`) that does
+  not serve `length` steps (fewer rows; for a grid, another grid), the
+  tables are resampled with `method` (one of the encoding's
+  `resample_methods`; 'none' is then an error) and the model's `max_len`
+  follows.
   `stacked`: `params` carry a leading axis (several members), resampled
   each.
   """
   rows = model.config.max_len
-  if not encodings.get(model.config.posemb).has_table or length <= rows:
+  entry = encodings.get(model.config.posemb)
+  if not entry.has_table or not entry.needs_resample(rows, length):
     return model, params, False
-  if method == 'none':
+  if method not in entry.resample_methods:
     raise ValueError(
-        f'evaluating at length {length} needs more than the {rows} rows of '
-        "the learned table; valid: model.posemb_resample='linear' or "
-        "'nearest'.")
-  resample = lambda p: resample_tables(p, length, method)
+        f'evaluating at length {length} needs the {rows}-row table of '
+        f'{entry.name} resampled; valid: model.posemb_resample='
+        f'{" or ".join(map(repr, entry.resample_methods))}.')
+  resample = lambda p: resample_tables(p, length, method, entry.name)
   params = jax.vmap(resample)(params) if stacked else resample(params)
   model = model.clone(config=dataclasses.replace(model.config, max_len=length))
   return model, params, True

@@ -36,7 +36,8 @@ the device count.
 
 Before the data is loaded, its facts are bounded from the generic fields
 (classes: the larger of `data.num_classes` (10 if unset) and `data.seq_len`;
-features per step: the larger of `data.n_features` and `data.patch_size`),
+features per step: the larger of `data.n_features` and `data.patch_size`
+squared, a digits patch),
 bounds that hold for every registered dataset; `check_dataset` repeats the
 check with the loaded arrays.
 """
@@ -106,7 +107,7 @@ def _facts_from_values(v: dict[str, Any]) -> DataFacts:
   """Bounds that hold for every registered dataset (see the docstring)."""
   seq_len = v['data.seq_len']
   eval_len = v['data.eval_seq_len'] or seq_len
-  width = max(v['data.n_features'], v['data.patch_size'])
+  width = max(v['data.n_features'], v['data.patch_size']**2)
   per_step = width * BYTES + 1  # Features, and a mask.
   examples = (v['data.num_train'] * seq_len +
               2 * v['data.num_eval'] * eval_len)  # Train, eval and test.
@@ -135,6 +136,10 @@ def _values(config: ml_collections.ConfigDict) -> dict[str, Any]:
   v = {f'model.{k}': x for k, x in config.model.items()}
   for field in SIZE_FIELDS + ('train.optimizer', 'train.memory_limit_gib'):
     v[field] = config[field]
+  known = data.lengths(config)
+  if (v['data.eval_seq_len'] is None and known is not None
+      and known[1] != v['data.seq_len']):
+    v['data.eval_seq_len'] = known[1]  # Digits: from data.eval_image_size.
   return v
 
 

@@ -251,3 +251,23 @@ class Progress:
 def log_scalars(prefix: str, step: int, scalars: Mapping[str, Any]) -> None:
   text = ', '.join(f'{k}={v:.4g}' for k, v in scalars.items())
   logging.info('%s step %d: %s', prefix, step, text)
+
+
+def report_references(workdir: pathlib.Path, step: int,
+                      test_scalars: Mapping[str, float],
+                      references: Mapping[str, Mapping[str, float]]) -> None:
+  """Logs the run's test accuracy beside simple models' on the same test
+  split and published results (`posenc.data.references`), and (process 0)
+  writes them to `workdir/references.json`."""
+  computed, published = references['computed'], references['published']
+  if not computed and not published:
+    return
+  ours = test_scalars.get('test_accuracy')
+  lines = [f'{k} {v:.4f}' for k, v in computed.items()]
+  lines += [f'published: {k} {v:.4f}' for k, v in published.items()]
+  logging.info('Test accuracy %s; beside it: %s',
+               'n/a' if ours is None else f'{ours:.4f}', '; '.join(lines))
+  if jax.process_index() == 0:
+    write_atomic(workdir / 'references.json', json.dumps(
+        {'step': step, 'test_accuracy': ours, 'references': dict(computed),
+         'published': dict(published)}, indent=2))

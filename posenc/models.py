@@ -46,8 +46,11 @@ class ModelConfig:
   # (0..L-1).
   posemb_randomized_eval: str = 'random'
   posemb_randomized_eval_draws: int = 4  # Draws averaged in 'random'.
-  posemb_resample: str = 'none'  # Eval beyond max_len: linear/nearest.
+  # Eval beyond the table: 'linear'/'nearest' (learned),
+  # 'bilinear'/'bicubic' (learned2d, to another grid).
+  posemb_resample: str = 'none'
   rope_base: float = 10_000.0  # rope: wavelength base.
+  rope2d_base: float = 100.0  # rope2d: base of its axial frequencies.
   # rope beyond its training length: 'none', 'linear' (position
   # interpolation), 'ntk' (NTK-aware base), 'yarn'.
   rope_scaling: str = 'none'
@@ -86,7 +89,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   """The model group's own fields and combinations (not the encoding's)."""
   checks.choice(config, 'model.pooling', POOLING_NAMES)
   checks.choice(config, 'model.posemb_resample',
-                ('none',) + encodings.RESAMPLE_METHODS)
+                ('none',) + encodings.resample_methods())
   checks.choice(config, 'model.matmul_dtype', tuple(MATMUL_DTYPES))
   checks.choice(config, 'model.attention', ATTENTION_NAMES)
   for field in ('d_model', 'num_heads', 'num_layers', 'mlp_dim'):

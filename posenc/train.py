@@ -200,9 +200,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   """
   devices = jax.devices() if devices is None else devices
   workdir = pathlib.Path(workdir)
+  data_given = dataset is not None
   with checks.config_errors():  # All before anything is written.
-    validate.check_config(config, len(devices),
-                          data_given=dataset is not None)
+    validate.check_config(config, len(devices), data_given=data_given)
     if dataset is None:
       data_sha256 = data.fingerprint(config)
       dataset = data.load(config.data, config.seed)
@@ -366,6 +366,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         if metrics_lib.last_record(workdir, 'test_loss').get('step') != step:
           writer.write(step, test_scalars)
         metrics_lib.log_scalars('test', step, test_scalars)
+        if not data_given:  # Simple models' accuracy on the same split.
+          metrics_lib.report_references(
+              workdir, step, test_scalars,
+              data.references(config.data, config.seed))
   except Exception as e:  # pylint: disable=broad-except
     if diskspace.is_disk_full(e):
       raise diskspace.stopped_error(e, workdir, step, saved_steps[-1],

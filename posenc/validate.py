@@ -48,6 +48,14 @@ def check_config(config: ml_collections.ConfigDict, num_devices: int, *,
   encodings.check_config(config)
   _check_train(config, num_devices)
   m = config.model
+  if (encodings.get(m.posemb).grid and not data_given
+      and data.get(config.data.name).grid is False):
+    grids = [n for n in data.names() if data.get(n).grid is not False]
+    raise ValueError(
+        f'model.posemb={m.posemb!r} places tokens on a 2-D grid, but '
+        f'data.name={config.data.name!r} is a sequence; valid: a 1-D '
+        f'encoding ({", ".join(encodings.sequence_names())}), or data.name '
+        f'one of {", ".join(grids)}.')
   if m.posemb_randomized and not encodings.get(m.posemb).uses_positions:
     raise ValueError('model.posemb_randomized=True needs positions; '
                      f'model.posemb={m.posemb!r} has none.')
@@ -117,18 +125,29 @@ def check_lengths(config: ml_collections.ConfigDict, train_len: int,
         f'the trained ones, which it reads from model.max_len={m.max_len}, '
         f'but training sequences have {train_len} steps; valid: leave '
         'model.max_len unset (or equal to the training length).')
-  if not encodings.get(m.posemb).has_table:
+  entry = encodings.get(m.posemb)
+  entry.check_lengths(config, train_len, eval_len)
+  if not entry.has_table:
     return  # No table to outgrow.
-  table_rows = train_len if m.max_len is None else m.max_len
-  if eval_len > table_rows and not (evaluating and
-                                    m.posemb_resample != 'none'):
-    how = ("set model.posemb_resample to 'linear' or 'nearest'" if evaluating
-           else 'evaluate the checkpoint with --mode=eval and '
-           "model.posemb_resample='linear' or 'nearest', or raise "
-           'model.max_len')
+  methods = ' or '.join(map(repr, entry.resample_methods))
+  if m.posemb_resample not in ('none',) + entry.resample_methods:
     raise ValueError(
-        f'data.eval_seq_len={eval_len} is longer than the learned table '
-        f'(model.max_len={table_rows}); {how}.')
+        f'model.posemb_resample={m.posemb_resample!r} is not a method of '
+        f'the table of model.posemb={m.posemb!r}; valid: none or {methods}.')
+  table_rows = train_len if m.max_len is None else m.max_len
+  if entry.needs_resample(table_rows, eval_len) and not (
+      evaluating and m.posemb_resample != 'none'):
+    how = (f'set model.posemb_resample to {methods}' if evaluating
+           else 'evaluate the checkpoint with --mode=eval and '
+           f'model.posemb_resample={methods}')
+    if not evaluating and not entry.needs_resample(eval_len, table_rows):
+      how += ', or raise model.max_len'  # A longer table serves training.
+    relation = 'is longer than' if eval_len > table_rows else 'does not fit'
+    image = config.data.get('eval_image_size')
+    what = (f'data.eval_seq_len={eval_len}' if image is None else
+            f'data.eval_image_size={image} ({eval_len} tokens)')
+    raise ValueError(f'{what} {relation} the learned table (model.max_len='
+                     f'{table_rows}); {how}.')
 
 
 def check_dataset(config: ml_collections.ConfigDict, dataset: data.Dataset, *,
@@ -169,9 +188,10 @@ RESUMABLE_CHANGES = BIT_IDENTICAL_CHANGES + CHANGES_WITH_WARNING
 # (Not train.parallel: pmap folds the device index into the dropout key.)
 
 # Fields in which `--mode=eval` may differ from the run that trained the
-# checkpoint: what evaluation is for (the eval length, how learned tables
-# are resampled to it, how randomized positions are drawn, and rope's
-# scaling where training ran unscaled: `check_eval`), what only changes how
+# checkpoint: what evaluation is for (the eval length or image size, how
+# learned tables are resampled to it, how randomized positions are drawn,
+# and rope's scaling where training ran unscaled: `check_eval`), what only
+# changes how
 # it runs (cache, allocator, memory limit, the batch size it evaluates in,
 # the attention kernel, remat), and what only acts in training (the train.*
 # fields below, dropout, the class token's init). Not train.optimizer: its
@@ -179,6 +199,7 @@ RESUMABLE_CHANGES = BIT_IDENTICAL_CHANGES + CHANGES_WITH_WARNING
 # field: other data; not model.posemb_randomized: it decides how the model
 # was trained (posemb_randomized_eval chooses the eval protocol).
 EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
+                'data.eval_image_size',
                 'data.cache_dir', 'data.path', 'train.allocator',
                 'train.memory_limit_gib', 'train.batch_size',
                 'model.attention', 'model.remat',

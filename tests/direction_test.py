@@ -23,7 +23,9 @@ SMALL = models.ModelConfig(posemb='learned', max_len=12, d_model=16,
 # reversing a sequence (posenc.encodings.attention.Alibi's docstring).
 REVERSAL_INVARIANT = {('none', 'symmetric'), ('alibi', 'symmetric'),
                       ('kerple', 'symmetric')}
-VARIANTS = ([(name, 'symmetric') for name in encodings.names()] +
+# Reversal, padding and random positions are 1-D notions: the sequence
+# encodings (the grid ones: tests/grid_test.py).
+VARIANTS = ([(name, 'symmetric') for name in encodings.sequence_names()] +
             [('alibi', 'directional')])
 # Directional ALiBi is refused under a causal mask (tests/validate_test.py).
 CAUSAL_VARIANTS = [v for v in VARIANTS if v[1] == 'symmetric']
@@ -127,7 +129,7 @@ def test_fused_attention_matches_einsum(posemb, mode, causal):
       fused.apply(params, x, mask=mask, train=False)[0], rtol=2e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize('posemb', [p for p in encodings.names()
+@pytest.mark.parametrize('posemb', [p for p in encodings.sequence_names()
                                     if encodings.get(p).uses_positions])
 def test_explicit_positions_without_training(posemb):
   """Given positions are used as given, in training (instead of a draw) and
@@ -150,7 +152,7 @@ def test_explicit_positions_without_training(posemb):
   assert float(jnp.abs(default - given).max()) > 1e-4
 
 
-@pytest.mark.parametrize('posemb', encodings.names())
+@pytest.mark.parametrize('posemb', encodings.sequence_names())
 def test_last_pooling_reads_the_last_real_step(posemb):
   model = _model(posemb=posemb, causal=True, pooling='last')
   x = jax.random.normal(jax.random.key(8), (2, 6, 4))

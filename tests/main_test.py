@@ -161,7 +161,8 @@ def test_overrides_reach_the_resolved_config(tmp_path):
 @pytest.mark.parametrize('flag,message', [
     ('--config.model.posemb=rotary',
      "model.posemb='rotary' is not valid; valid values: learned, sinusoidal, "
-     'none, rope, alibi, relative, learned_every_layer, fire, kerple.'),
+     'none, rope, alibi, relative, learned_every_layer, fire, kerple, '
+     'sincos2d, learned2d, rope2d.'),
     ('--config.model.num_heads=3',
      'model.d_model=64 is not divisible by model.num_heads=3'),
 ])

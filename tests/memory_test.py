@@ -50,8 +50,8 @@ def _real_count(m, *, num_classes, in_features=None, vocab_size=None):
     n for n in encodings.names()
     if type(encodings.get(n)).__module__.startswith('posenc.')])
 def test_parameter_count_is_exact_for_every_encoding(posemb):
-  m = models.ModelConfig(posemb=posemb, max_len=10)
-  assert memory.num_params(m, num_classes=10, max_len=10,
+  m = models.ModelConfig(posemb=posemb, max_len=16)  # 16: a 4 x 4 grid.
+  assert memory.num_params(m, num_classes=10, max_len=16,
                            in_features=16) == _real_count(
                                m, num_classes=10, in_features=16)
 

@@ -1,6 +1,7 @@
 """Tests of posenc.models.EncoderClassifier."""
 
 import dataclasses
+import math
 
 import chex
 import jax
@@ -14,6 +15,16 @@ from posenc import models
 SMALL = models.ModelConfig(posemb='learned', max_len=5, d_model=8, num_heads=2,
                            num_layers=2, mlp_dim=16, dropout_rate=0.0)
 WITH_POSITIONS = [p for p in encodings.names() if p != 'none']
+# Padding and lengths that are not squares: the encodings of sequences (the
+# grid ones are tested on square grids in tests/grid_test.py).
+SEQUENCE = encodings.sequence_names()
+
+
+def _length(posemb: str, length: int) -> int:
+  """`length`, or for a grid encoding the square grid just above it."""
+  if not encodings.get(posemb).grid:
+    return length
+  return math.ceil(math.sqrt(length)) ** 2
 
 
 def _cfg(**changes) -> models.ModelConfig:
@@ -70,10 +81,11 @@ class EncoderClassifierTest(parameterized.TestCase):
                             [(p, False) for p in WITH_POSITIONS])
   def test_permutation_invariance_only_without_positions(self, posemb,
                                                          invariant):
-    cfg = _cfg(posemb=posemb)
-    x = jax.random.normal(jax.random.key(2), (4, 5, 3))
+    length = _length(posemb, 5)
+    cfg = _cfg(posemb=posemb, max_len=length)
+    x = jax.random.normal(jax.random.key(2), (4, length, 3))
     model, params = _init_apply(cfg, x)
-    perm = np.array([3, 0, 4, 1, 2])
+    perm = np.roll(np.arange(length), 2)
     logits, _ = model.apply(params, x, train=False)
     permuted, _ = model.apply(params, x[:, perm], train=False)
     if invariant:
@@ -81,8 +93,7 @@ class EncoderClassifierTest(parameterized.TestCase):
     else:
       self.assertGreater(float(jnp.abs(logits - permuted).max()), 1e-3)
 
-  @parameterized.product(pooling=['mean', 'cls'],
-                          posemb=encodings.names())
+  @parameterized.product(pooling=['mean', 'cls'], posemb=SEQUENCE)
   def test_logits_do_not_depend_on_padding(self, pooling, posemb):
     cfg = _cfg(max_len=10, pooling=pooling, posemb=posemb,
                posemb_share=False)
@@ -111,9 +122,10 @@ class EncoderClassifierTest(parameterized.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.parameters(*encodings.names())
   def test_every_encoding_shapes_and_finiteness(self, posemb):
-    cfg = _cfg(posemb=posemb, max_len=8)
-    x = jax.random.normal(jax.random.key(6), (3, 5, 3))
-    mask = jnp.array([[True] * 5, [True] * 3 + [False] * 2, [True] * 4 + [False]])
+    length = _length(posemb, 5)
+    cfg = _cfg(posemb=posemb, max_len=max(8, length))
+    x = jax.random.normal(jax.random.key(6), (3, length, 3))
+    mask = jnp.arange(length)[None] < jnp.array([length, 3, 4])[:, None]
     model, params = _init_apply(cfg, x, mask=mask)
     apply = self.variant(lambda p, x: model.apply(p, x, mask=mask, train=False))
     logits, aux = apply(params, x)

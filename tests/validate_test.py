@@ -32,7 +32,7 @@ BAD_VALUES = [
     ('model.posemb', 'rotary',
      r"model.posemb='rotary'.*learned, sinusoidal, none, rope, alibi"),
     ('model.posemb_resample', 'cubic',
-     r"posemb_resample='cubic'.*none, linear, nearest"),
+     r"posemb_resample='cubic'.*none, linear, nearest, bilinear, bicubic"),
     ('model.rope_base', 1.0, r'model.rope_base=1.0'),
     ('model.relative_num_buckets', 0, r'relative_num_buckets=0.*positive'),
     ('data.min_seq_len', 0, r'data.min_seq_len=0.*positive integer'),
@@ -65,7 +65,7 @@ BAD_VALUES = [
     ('data.marker_offset', 0, r'data.marker_offset=0.*positive integer'),
     ('data.listops_max_depth', 0, r'listops_max_depth=0.*positive'),
     ('data.patch_size', 0, r'data.patch_size=0.*positive integer'),
-    ('data.patch_size', 4, r"patch_size=4 applies to MNIST-1D only; valid "
+    ('data.patch_size', 4, r"patch_size=4 applies to digits, .*mnist1d.*; valid "
      r"for data.name='argmax': 1"),
     ('train.memory_limit_gib', 0.0,
      r'train.memory_limit_gib=0.0.*finite number in \(0.0, inf\)'),
@@ -273,7 +273,7 @@ REAL_FIELDS = {  # field: invalid values
 STRING_FIELDS = {
     'data.name': data.names(),
     'model.posemb': encodings.names(),
-    'model.posemb_resample': ('none',) + encodings.RESAMPLE_METHODS,
+    'model.posemb_resample': ('none',) + encodings.resample_methods(),
     'model.pooling': models.POOLING_NAMES,
     'train.parallel': validate.PARALLEL_MODES,
     'train.allocator': allocator.ALLOCATORS,

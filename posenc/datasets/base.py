@@ -195,6 +195,12 @@ class Source:
   """
 
   streams: ClassVar[dict[str, int | None]] = {}
+  # Whether `data.patch_size` groups its steps into tokens (else it must
+  # be 1).
+  uses_patch_size: ClassVar[bool] = False
+  # Whether its tokens are patches of a square grid in raster order, which
+  # the 2-D encodings need; None: only the data knows (a file).
+  grid: ClassVar[bool | None] = False
 
   @property
   def names(self) -> tuple[str, ...]:
@@ -215,6 +221,18 @@ class Source:
   def load(self, config: Any, seed: int) -> Dataset:
     """The dataset for the `config.data` group and data seed `seed`."""
     raise NotImplementedError
+
+  def references(self, config: Any, seed: int) -> dict[str, float]:
+    """Test accuracies of simple models computed on the same splits
+    (`config`: the data group), logged beside the run's; {} if none."""
+    del config, seed
+    return {}
+
+  def published(self, config: Any) -> dict[str, float]:
+    """Test accuracies published for this test split (`config`: the data
+    group), each named with its method and source; {} if none apply."""
+    del config
+    return {}
 
   def fingerprint(self, config: Any) -> str | None:
     """A digest of data that the config does not determine (a file), or

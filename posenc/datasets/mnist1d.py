@@ -63,14 +63,7 @@ class Mnist1d(base.Source):
   to train); the package's test split is 'test'."""
 
   streams = {'mnist1d': None, 'mnist1d_shuffled': None}
-
-  def check_fields(self, config) -> None:
-    d = config.data
-    checks.positive_int(config, 'data.patch_size')
-    if d.name not in self.names and d.patch_size != 1:
-      raise ValueError(
-          f'data.patch_size={d.patch_size} applies to MNIST-1D only; valid '
-          f'for data.name={d.name!r}: 1.')
+  uses_patch_size = True
 
   def check(self, config) -> None:
     d = config.data

@@ -37,6 +37,7 @@ class Npz(base.Source):
   """Arrays from `data.path`; `data.seq_len` and friends are read from it."""
 
   streams = {'npz': None}
+  grid = None  # Your arrays may be patches of a square grid.
 
   def check(self, config) -> None:
     d = config.data

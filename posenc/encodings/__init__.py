@@ -12,6 +12,9 @@ The entries (registered in this order):
   `alibi` (`alibi_bias`, symmetric or directional), `relative`
   (`RelativePositionBias`), `fire` (`FireBias`) and `kerple`
   (`KerpleBias`), biases on the attention logits;
+- on a square grid of patches (`grid.py`): `sincos2d` (big_vision's
+  `posemb_sincos_2d`), `learned2d` (a table resampled in 2-D:
+  `resample_2d`) and `rope2d` (axial rotary);
 - `none` adds nothing.
 
 `base.py` defines `Encoding` (the hooks an entry implements) and the registry;
@@ -39,6 +42,11 @@ from posenc.encodings.learned_bias import FireBias
 from posenc.encodings.learned_bias import KerpleBias
 from posenc.encodings.learned_bias import fire_inputs
 from posenc.encodings.learned_bias import kerple_log_bias
+from posenc.encodings.grid import RESAMPLE_2D_METHODS
+from posenc.encodings.grid import axial_rope_angles
+from posenc.encodings.grid import grid_side
+from posenc.encodings.grid import resample_2d
+from posenc.encodings.grid import sincos2d
 from posenc.encodings.base import ACTS
 from posenc.encodings.base import Encoding
 from posenc.encodings.base import Site
@@ -49,11 +57,24 @@ from posenc.encodings.base import register
 from posenc.encodings.base import unregister
 from posenc.encodings import absolute as _absolute
 from posenc.encodings import attention as _attention
+from posenc.encodings import grid as _grid
 from posenc.encodings import learned_bias as _learned_bias
 
 for _entry in (_absolute.Learned(), _absolute.Sinusoidal(),
                _absolute.NoPosition(), _attention.Rope(), _attention.Alibi(),
                _attention.Relative(), _absolute.LearnedEveryLayer(),
-               _learned_bias.Fire(), _learned_bias.Kerple()):
+               _learned_bias.Fire(), _learned_bias.Kerple(), _grid.SinCos2d(),
+               _grid.Learned2d(), _grid.Rope2d()):
   register(_entry)
+
+
+def sequence_names() -> tuple[str, ...]:
+  """The registered encodings of 1-D sequences: all but the grid ones."""
+  return tuple(name for name in names() if not get(name).grid)
+
+
+def resample_methods() -> tuple[str, ...]:
+  """Every registered table's resample methods, without repeats."""
+  return tuple(dict.fromkeys(m for name in names()
+                             for m in get(name).resample_methods))
 

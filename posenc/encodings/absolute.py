@@ -154,12 +154,16 @@ class Learned(Encoding):
   name = 'learned'
   acts = frozenset({'inputs'})
   has_table = True
+  resample_methods = RESAMPLE_METHODS
 
   def check_fields(self, config) -> None:
     checks.real(config, 'model.posemb_init_std', low=0.0)
 
   def num_params(self, model, rows) -> int:
     return rows * model.d_model
+
+  def resample(self, table, new_len, method):
+    return resample_pos_embedding(table, new_len, method)
 
   def embed(self, site, x_BxLxD, positions_BxL):
     table = site.module('posemb_learned', lambda name: LearnedPosEmbed(

@@ -90,8 +90,15 @@ def apply_rope(x_BxLxHxK: jax.Array, positions_BxL: jax.Array,
                                                 factor, original_len)
   angles_BxLxK2 = (positions_BxL[..., None].astype(jnp.float32) *
                    jnp.asarray(inv_freq, jnp.float32))
-  cos = jnp.cos(angles_BxLxK2)[:, :, None, :] * attention_factor
-  sin = jnp.sin(angles_BxLxK2)[:, :, None, :] * attention_factor
+  return rotate_pairs(x_BxLxHxK, angles_BxLxK2, attention_factor)
+
+
+def rotate_pairs(x_BxLxHxK: jax.Array, angles_BxLxK2: jax.Array,
+                 scale: float = 1.0) -> jax.Array:
+  """Rotates each pair of features (2i, 2i+1) of every head by
+  `angles[..., i]` and multiplies by `scale`."""
+  cos = jnp.cos(angles_BxLxK2)[:, :, None, :] * scale
+  sin = jnp.sin(angles_BxLxK2)[:, :, None, :] * scale
   x = x_BxLxHxK.astype(jnp.float32)
   even, odd = x[..., 0::2], x[..., 1::2]
   rotated = jnp.stack([even * cos - odd * sin, even * sin + odd * cos], -1)

@@ -62,11 +62,16 @@ class Encoding:
   name: ClassVar[str] = ''
   acts: ClassVar[frozenset[str]] = frozenset()
   # A learned `(1, M, D)` parameter named 'pos_embedding' that evaluation may
-  # resample to a longer length (`model.posemb_resample`).
+  # resample to a longer length (`model.posemb_resample`, one of
+  # `resample_methods`, by `resample`).
   has_table: ClassVar[bool] = False
+  resample_methods: ClassVar[tuple[str, ...]] = ()
   # False for an encoding that ignores positions ('none'): randomized
   # positions are then refused.
   uses_positions: ClassVar[bool] = True
+  # True for an encoding of patches on a square grid (posenc.encodings.grid):
+  # the input's length must be a square; sequence tasks use the others.
+  grid: ClassVar[bool] = False
 
   def num_params(self, model: Any, rows: int) -> int:
     """Parameters the entry adds to a model (`model`: the `config.model`
@@ -91,6 +96,21 @@ class Encoding:
   def check(self, config: Any) -> None:
     """Checks what must hold when this encoding is selected (combinations
     with other fields); raises ValueError naming the fields."""
+
+  def check_lengths(self, config: Any, train_len: int, eval_len: int
+                    ) -> None:
+    """Checks the training and eval lengths (the config's before loading,
+    the data's after) for this encoding."""
+
+  def needs_resample(self, rows: int, length: int) -> bool:
+    """Whether a table of `rows` must be resampled for inputs of
+    `length` steps (a 1-D table serves any shorter input)."""
+    return length > rows
+
+  def resample(self, table: jax.Array, new_len: int, method: str
+               ) -> jax.Array:
+    """A `(1, M, D)` table resized to `new_len` rows by `method`."""
+    raise NotImplementedError(f'{self.name} has no table to resample.')
 
   def embed(self, site: Site, x_BxLxD: jax.Array,
             positions_BxL: jax.Array | None) -> jax.Array:
@@ -131,6 +151,12 @@ def register(entry: Encoding) -> Encoding:
   if not entry.name or not isinstance(entry.name, str):
     raise ValueError(f'{type(entry).__name__} has no name; set the class '
                      "attribute name = '...'.")
+  if entry.has_table and (not entry.resample_methods or
+                          type(entry).resample is Encoding.resample):
+    raise ValueError(
+        f'{entry.name}: has_table=True needs resample_methods and a '
+        'resample(table, new_len, method) for --mode=eval (e.g. those of '
+        "posenc.encodings.absolute.Learned: 'linear', 'nearest').")
   unknown = set(entry.acts) - set(ACTS)
   if unknown:
     raise ValueError(f'{entry.name}: acts {sorted(unknown)} are not known; '
