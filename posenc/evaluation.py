@@ -24,7 +24,7 @@ from posenc import workdir as workdir_lib
 
 
 def resample_tables(params: Any, new_len: int, method: str,
-                    posemb: str = 'learned') -> Any:
+                    posemb: str) -> Any:
   """Resamples every learned position table ('pos_embedding') in `params`
   as the encoding `posemb` resamples its tables (1-D or on a grid)."""
   entry = encodings.get(posemb)

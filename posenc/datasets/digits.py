@@ -116,12 +116,14 @@ class Digits(base.Source):
 
   def check_fields(self, config) -> None:
     d = config.data
-    for field in ('image_size', 'eval_image_size'):
-      if (d[field] is not None or field == 'image_size') and (
-          d[field] not in IMAGE_SIZES or isinstance(d[field], bool)):
-        raise ValueError(f'data.{field}={d[field]!r} is not valid; valid: a '
+    for field, optional in (('image_size', False), ('eval_image_size', True)):
+      value = d[field]
+      if optional and value is None:
+        continue
+      if isinstance(value, bool) or value not in IMAGE_SIZES:
+        raise ValueError(f'data.{field}={value!r} is not valid; valid: a '
                          f'multiple of {SIDE} up to {IMAGE_SIZES[-1]}'
-                         f'{" or None" if field == "eval_image_size" else ""}.')
+                         f'{" or None" if optional else ""}.')
     if d.name not in self.names and (d.image_size != SIDE or
                                      d.eval_image_size is not None):
       raise ValueError(

@@ -160,14 +160,12 @@ class Vowels(base.Source):
       return {'inputs': inputs.astype(np.float32), 'labels': labels[rows],
               'mask': m}
 
-    eval_len = high
     return base.Dataset(
         train=split(arrays['x'], arrays['length'], arrays['y'], train,
                     config.seq_len),
-        eval=split(arrays['x'], arrays['length'], arrays['y'], held,
-                   eval_len),
+        eval=split(arrays['x'], arrays['length'], arrays['y'], held, high),
         test=split(arrays['x_test'], arrays['length_test'],
-                   arrays['y_test'], test, eval_len),
+                   arrays['y_test'], test, high),
         num_classes=NUM_CLASSES)
 
   def published(self, config) -> dict[str, float]:
