@@ -1,4 +1,5 @@
-"""Multi-head self-attention: the einsum path and the fused one.
+"""Multi-head self-attention: the einsum path, the fused one and the
+blocked one (posenc.blocked, memory linear in L).
 
 Shape legend: B = batch, L = sequence length, D = model width, H = heads,
 K = width per head (D // H).
@@ -10,9 +11,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from posenc import blocked
 from posenc import encodings
 
-ATTENTION_NAMES = ('einsum', 'fused')
+ATTENTION_NAMES = ('einsum', 'fused', 'blocked')
 MATMUL_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -54,7 +56,8 @@ class SelfAttention(nn.Module):
 
   Positions enter through the encoding's `rotate` of queries and keys (when
   it acts by 'rotation', at `positions_BxL`) and/or `bias` (added to the
-  logits: ALiBi, relative, FIRE, Kerple).
+  logits: ALiBi, relative, FIRE, Kerple): a `(B, H, L, L)` array for the
+  einsum and fused paths, a `PairBias` of `positions_BxL` for 'blocked'.
   """
 
   num_heads: int
@@ -63,10 +66,11 @@ class SelfAttention(nn.Module):
   dropout_rate: float = 0.0
   matmul_dtype: str = 'float32'
   attention: str = 'einsum'
+  block_size: int = 256  # 'blocked': queries and keys per block.
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,
-               bias_BxHxLxL: jax.Array | None = None,
+               bias: jax.Array | encodings.PairBias | None = None,
                positions_BxL: jax.Array | None = None,
                train: bool) -> jax.Array:
     d_model = x_BxLxD.shape[-1]
@@ -85,16 +89,24 @@ class SelfAttention(nn.Module):
     if 'rotation' in self.encoding.acts:
       q_BxLxHxK = self.encoding.rotate(self.config, q_BxLxHxK, positions_BxL)
       k_BxLxHxK = self.encoding.rotate(self.config, k_BxLxHxK, positions_BxL)
-    allowed = visible(mask_BxL, x_BxLxD.shape[1], self.config.causal)
-    if self.attention == 'fused':  # jax.nn.dot_product_attention picks.
+    q_BxLxHxK, k_BxLxHxK, v_BxLxHxK = (
+        x.astype(low) for x in (q_BxLxHxK, k_BxLxHxK, v_BxLxHxK))
+    if self.attention == 'blocked':
+      out_BxLxHxK = blocked.blocked_attention(
+          q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxL=mask_BxL,
+          causal=self.config.causal, bias=bias, positions_BxL=positions_BxL,
+          block_size=self.block_size)
+    elif self.attention == 'fused':  # jax.nn.dot_product_attention picks.
       out_BxLxHxK = jax.nn.dot_product_attention(
-          q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
-          bias=None if bias_BxHxLxL is None else bias_BxHxLxL.astype(low),
-          mask=allowed).astype(jnp.float32)
+          q_BxLxHxK, k_BxLxHxK, v_BxLxHxK,
+          bias=None if bias is None else bias.astype(low),
+          mask=visible(mask_BxL, x_BxLxD.shape[1], self.config.causal)
+          ).astype(jnp.float32)
     else:
       out_BxLxHxK = self._einsum_attention(
-          q_BxLxHxK.astype(low), k_BxLxHxK.astype(low), v_BxLxHxK.astype(low),
-          allowed, bias_BxHxLxL, train=train)
+          q_BxLxHxK, k_BxLxHxK, v_BxLxHxK,
+          visible(mask_BxL, x_BxLxD.shape[1], self.config.causal), bias,
+          train=train)
     return nn.DenseGeneral(d_model, axis=(-2, -1), dot_general=dot_general,
                            name='out')(out_BxLxHxK)
 

@@ -17,7 +17,9 @@ products):
 - activations of one train step, per block 4 BHLL (attention logits,
   weights and their gradients) + 4 BLM + 12 BLD, around the blocks 8 BLD and
   twice the inputs, plus the encoding's bias maps (`Encoding.bias_maps`, 2H
-  BLL for ALiBi and relative); and of
+  BLL for ALiBi and relative); `model.attention='blocked'` holds one T x T
+  block of them at a time (T = `model.attention_block_size`), so each LL
+  becomes TT, and 8 BLD more per block (its residuals); and of
   an eval step at the eval length, 3 BHLL + 6 BLM + 9 BLD (+ the bias
   maps); the larger counts;
 - the dataset's arrays, twice (generation makes a copy);
@@ -159,10 +161,17 @@ def _parts(v: dict[str, Any], facts: DataFacts | None, *,
   # (B, L, L) maps of the encoding's bias (and gradients) in one step.
   maps = encodings.get(m.posemb).bias_maps(m)
 
+  # Logits (or bias entries) per head that one attention holds: every
+  # pair, or for blocked attention one T x T block, plus its O(L) residuals
+  # (output, log-sum-exp, the gradients of q, k and v: 8 D per step).
+  blocked = m.attention == 'blocked'
+  pairs = lambda n: min(m.attention_block_size, n)**2 if blocked else n**2
+  residuals = 8 * d if blocked else 0
+
   def eval_step(length):
     length += extra
-    return b * ((3 * h + maps) * length**2 +
-                length * (6 * m.mlp_dim + 9 * d))
+    return b * ((3 * h + maps) * pairs(length) +
+                length * (6 * m.mlp_dim + 9 * d + residuals))
 
   if evaluating:  # Target, restored, and resampled to the eval length.
     memory = 2 * state + num_params(
@@ -173,8 +182,9 @@ def _parts(v: dict[str, Any], facts: DataFacts | None, *,
   else:
     memory = 2 * state + 2 * params  # Device, host copy; grads, updates.
     length = facts.seq_len + extra
-    per_block = 4 * h * length**2 + length * (4 * m.mlp_dim + 12 * d)
-    train_step = b * (m.num_layers * per_block + maps * length**2 +
+    per_block = 4 * h * pairs(length) + length * (4 * m.mlp_dim + 12 * d +
+                                                  residuals)
+    train_step = b * (m.num_layers * per_block + maps * pairs(length) +
                       length * (8 * d + 2 * (facts.in_features or 1)))
     activations = max(train_step, eval_step(facts.eval_seq_len))
   return {'parameters and optimizer state': BYTES * memory,

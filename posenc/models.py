@@ -81,7 +81,10 @@ class ModelConfig:
   cls_init_std: float = 0.02
   # Speed options (measured in docs/performance.md):
   matmul_dtype: str = 'float32'  # 'bfloat16': products, float32 sums.
-  attention: str = 'einsum'  # 'fused': jax.nn.dot_product_attention.
+  # 'fused': jax.nn.dot_product_attention; 'blocked': posenc.blocked,
+  # memory linear in L (docs/performance.md says which to pick).
+  attention: str = 'einsum'
+  attention_block_size: int = 256  # 'blocked': queries and keys per block.
   remat: bool = False  # Recompute each block's activations in backward.
 
 
@@ -92,7 +95,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                 ('none',) + encodings.resample_methods())
   checks.choice(config, 'model.matmul_dtype', tuple(MATMUL_DTYPES))
   checks.choice(config, 'model.attention', ATTENTION_NAMES)
-  for field in ('d_model', 'num_heads', 'num_layers', 'mlp_dim'):
+  for field in ('d_model', 'num_heads', 'num_layers', 'mlp_dim',
+                'attention_block_size'):
     checks.positive_int(config, f'model.{field}')
   checks.positive_int(config, 'model.max_len', optional=True)
   for field in ('dropout_rate', 'attention_dropout_rate'):
@@ -119,6 +123,18 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         "model.attention='fused' (jax.nn.dot_product_attention) has no "
         f'dropout on the weights, but model.attention_dropout_rate='
         f"{m.attention_dropout_rate}; valid: 0.0, or attention='einsum'.")
+  if m.attention == 'blocked' and m.attention_dropout_rate:
+    raise ValueError(
+        "model.attention='blocked' never holds the attention weights, so it "
+        'has no dropout on them, but model.attention_dropout_rate='
+        f"{m.attention_dropout_rate}; valid: 0.0, or attention='einsum'.")
+  entry = encodings.get(m.posemb) if m.posemb in encodings.names() else None
+  if m.attention == 'blocked' and entry is not None and not entry.blockable:
+    raise ValueError(
+        f"model.attention='blocked' computes the bias one block at a time, "
+        f'but model.posemb={m.posemb!r} gives it only for every pair '
+        "(attention_bias, no pair_bias); valid: attention='einsum' or "
+        "'fused', or an encoding with pair_bias.")
 
 
 class EncoderBlock(nn.Module):
@@ -133,15 +149,17 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None,
-               train: bool, *, bias_BxHxLxL: jax.Array | None = None,
+               train: bool, *,
+               bias: jax.Array | encodings.PairBias | None = None,
                positions_BxL: jax.Array | None = None) -> jax.Array:
     cfg = self.config
     y = nn.LayerNorm(name='ln_attn')(x_BxLxD)
     y = attention.SelfAttention(cfg.num_heads, self.encoding, cfg,
-                      cfg.attention_dropout_rate, cfg.matmul_dtype,
-                      cfg.attention, name='attn')(
-                          y, mask_BxL, bias_BxHxLxL=bias_BxHxLxL,
-                          positions_BxL=positions_BxL, train=train)
+                                cfg.attention_dropout_rate, cfg.matmul_dtype,
+                                cfg.attention, cfg.attention_block_size,
+                                name='attn')(
+                                    y, mask_BxL, bias=bias,
+                                    positions_BxL=positions_BxL, train=train)
     x_BxLxD = x_BxLxD + nn.Dropout(cfg.dropout_rate)(y, deterministic=not train)
     y = nn.LayerNorm(name='ln_mlp')(x_BxLxD)
     dot_general = matmul(cfg.matmul_dtype)
@@ -230,9 +248,13 @@ class EncoderClassifier(nn.Module):
       attn_positions_BxL = positions_BxL
     site = dataclasses.replace(site, mask=mask)  # Attention's, class token in.
 
-    bias_BxHxLxL = None
-    if 'bias' in encoding.acts:
-      bias_BxHxLxL = encoding.attention_bias(site, attn_positions_BxL)
+    # The encoding's bias, shared by all blocks: every pair's `(B, H, L, L)`
+    # array, or for blocked attention the function of positions.
+    bias = None
+    if 'bias' in encoding.acts and cfg.attention == 'blocked':
+      bias = encoding.pair_bias(site, attn_positions_BxL)
+    elif 'bias' in encoding.acts:
+      bias = encoding.attention_bias(site, attn_positions_BxL)
 
     x_BxLxD = nn.Dropout(cfg.dropout_rate)(x_BxLxD, deterministic=not train)
     hidden = [x_BxLxD]
@@ -248,7 +270,7 @@ class EncoderClassifier(nn.Module):
              encoding.before_block(site, i, x_BxLxD[:, start:],
                                    positions)], 1)
       x_BxLxD = block(cfg, encoding, name=f'block_{i}')(
-          x_BxLxD, mask, train, bias_BxHxLxL=bias_BxHxLxL,
+          x_BxLxD, mask, train, bias=bias,
           positions_BxL=attn_positions_BxL)
       hidden.append(x_BxLxD)
     x_BxLxD = nn.LayerNorm(name='ln_final')(x_BxLxD)

@@ -182,8 +182,9 @@ BIT_IDENTICAL_CHANGES = ('train.num_epochs', 'train.log_every_steps',
                          'model.cls_init_std')
 # Allowed with a warning: the same model and data, computed with other
 # rounding, so the resumed run's numbers differ from an uninterrupted run's
-# ('fused': eval loss 0.48244004 against 0.48243985).
-CHANGES_WITH_WARNING = ('model.attention',)
+# ('fused': eval loss 0.48244004 against 0.48243985; 'blocked' sums its
+# softmax block by block).
+CHANGES_WITH_WARNING = ('model.attention', 'model.attention_block_size')
 RESUMABLE_CHANGES = BIT_IDENTICAL_CHANGES + CHANGES_WITH_WARNING
 # (Not train.parallel: pmap folds the device index into the dropout key.)
 
@@ -202,8 +203,8 @@ EVAL_CHANGES = ('data.eval_seq_len', 'model.posemb_resample',
                 'data.eval_image_size',
                 'data.cache_dir', 'data.path', 'train.allocator',
                 'train.memory_limit_gib', 'train.batch_size',
-                'model.attention', 'model.remat',
-                'train.num_epochs', 'train.learning_rate',
+                'model.attention', 'model.attention_block_size',
+                'model.remat', 'train.num_epochs', 'train.learning_rate',
                 'train.weight_decay', 'train.parallel',
                 'train.log_every_steps', 'train.checkpoint_every_steps',
                 'train.keep_checkpoints', 'model.dropout_rate',

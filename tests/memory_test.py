@@ -106,6 +106,9 @@ def _xla_bytes(config):
     dict(data__seq_len=64, model__posemb='fire'),
     dict(data__seq_len=64, model__posemb='kerple', model__causal=True,
          model__pooling='last'),
+    dict(data__seq_len=512, model__posemb='relative', model__causal=True,
+         model__pooling='last', model__attention='blocked',
+         model__attention_block_size=64),
 ])
 def test_estimate_errs_high_but_not_far_from_xla(fields):
   config = _config(data__num_train=64, data__num_eval=32, **fields)

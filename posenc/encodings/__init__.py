@@ -49,6 +49,7 @@ from posenc.encodings.grid import resample_2d
 from posenc.encodings.grid import sincos2d
 from posenc.encodings.base import ACTS
 from posenc.encodings.base import Encoding
+from posenc.encodings.base import PairBias
 from posenc.encodings.base import Site
 from posenc.encodings.base import check_config
 from posenc.encodings.base import get

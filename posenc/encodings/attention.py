@@ -4,6 +4,7 @@ Shape legend: B = batch, L = sequence length, H = heads, K = width per head,
 N = relative buckets.
 """
 
+import functools
 import math
 
 import flax.linen as nn
@@ -13,6 +14,7 @@ import numpy as np
 
 from posenc import checks
 from posenc.encodings.base import Encoding
+from posenc.encodings.base import PairBias
 
 
 ROPE_SCALINGS = ('none', 'linear', 'ntk', 'yarn')
@@ -131,7 +133,16 @@ HIDDEN = -1e9
 
 def alibi_bias(num_heads: int, positions_BxL: jax.Array,
                mode: str = 'symmetric') -> jax.Array:
-  """ALiBi's bias on the logits, `(B, H, L, L)`.
+  """ALiBi's bias on the logits of every query and key, `(B, H, L, L)`
+  (`alibi_pair_bias`)."""
+  return alibi_pair_bias(num_heads, positions_BxL, positions_BxL, mode)
+
+
+def alibi_pair_bias(num_heads: int, q_positions_BxQ: jax.Array,
+                    k_positions_BxS: jax.Array, mode: str = 'symmetric'
+                    ) -> jax.Array:
+  """ALiBi's bias on the logits of queries at `q_positions` and keys at
+  `k_positions`, `(B, H, Q, S)`.
 
   'symmetric': -slope_h * |i - j| (Press et al., 2021, with the absolute
   distance the ALiBi repository gives for encoders, issue #5).
@@ -142,20 +153,27 @@ def alibi_bias(num_heads: int, positions_BxL: jax.Array,
   heads by what they see as the ALiBi repository suggests for
   bidirectional attention. Unlike 'symmetric', it tells left from right.
   """
-  offset_BxLxL = (positions_BxL[:, None, :] -
-                  positions_BxL[:, :, None]).astype(jnp.float32)  # j - i
+  offset_BxQxS = (k_positions_BxS[:, None, :] -
+                  q_positions_BxQ[:, :, None]).astype(jnp.float32)  # j - i
   slopes_H = jnp.asarray(alibi_slopes(num_heads))
-  bias_BxHxLxL = -slopes_H[None, :, None, None] * jnp.abs(offset_BxLxL)[:, None]
+  bias_BxHxQxS = -slopes_H[None, :, None, None] * jnp.abs(offset_BxQxS)[:, None]
   if mode == 'symmetric':
-    return bias_BxHxLxL
+    return bias_BxHxQxS
   if mode != 'directional':
     raise ValueError(f'model.alibi_mode={mode!r} is not valid; valid: '
                      f'{", ".join(ALIBI_MODES)}.')
   looks_left_H = jnp.arange(num_heads) % 2 == 0
-  hidden_BxHxLxL = jnp.where(looks_left_H[None, :, None, None],
-                             offset_BxLxL[:, None] > 0,
-                             offset_BxLxL[:, None] < 0)
-  return jnp.where(hidden_BxHxLxL, HIDDEN, bias_BxHxLxL)
+  hidden_BxHxQxS = jnp.where(looks_left_H[None, :, None, None],
+                             offset_BxQxS[:, None] > 0,
+                             offset_BxQxS[:, None] < 0)
+  return jnp.where(hidden_BxHxQxS, HIDDEN, bias_BxHxQxS)
+
+
+def _alibi_pair(num_heads: int, mode: str, params, context, q_positions_BxQ,
+                k_positions_BxS) -> jax.Array:
+  """`PairBias.fn` of ALiBi: no parameters, no context."""
+  del params, context
+  return alibi_pair_bias(num_heads, q_positions_BxQ, k_positions_BxS, mode)
 
 
 def relative_position_bucket(relative_position: jax.Array, num_buckets: int,
@@ -177,6 +195,19 @@ def relative_position_bucket(relative_position: jax.Array, num_buckets: int,
   return bucket + jnp.where(distance < max_exact, distance, large)
 
 
+def relative_pair_bias(num_buckets: int, max_distance: int,
+                       table_NxH: jax.Array, context,
+                       q_positions_BxQ: jax.Array, k_positions_BxS: jax.Array
+                       ) -> jax.Array:
+  """T5's bias of queries at `q_positions` and keys at `k_positions`: the
+  table's row for the bucket of each offset j - i, `(B, H, Q, S)`."""
+  del context
+  relative_BxQxS = k_positions_BxS[:, None, :] - q_positions_BxQ[:, :, None]
+  bucket_BxQxS = relative_position_bucket(relative_BxQxS, num_buckets,
+                                          max_distance)
+  return jnp.transpose(table_NxH[bucket_BxQxS], (0, 3, 1, 2))
+
+
 class RelativePositionBias(nn.Module):
   """T5-style learned bias per head and relative-position bucket."""
 
@@ -185,14 +216,16 @@ class RelativePositionBias(nn.Module):
   max_distance: int = 128
 
   @nn.compact
-  def __call__(self, positions_BxL: jax.Array) -> jax.Array:
-    """Returns the bias to add to attention logits: `(B, H, L, L)`."""
-    relative_BxLxL = positions_BxL[:, None, :] - positions_BxL[:, :, None]
-    bucket_BxLxL = relative_position_bucket(relative_BxLxL, self.num_buckets,
-                                            self.max_distance)
+  def pair_bias(self) -> PairBias:
+    """The bias as a function of query and key positions."""
     table_NxH = self.param('rel_embedding', nn.initializers.normal(0.02),
                            (self.num_buckets, self.num_heads))
-    return jnp.transpose(table_NxH[bucket_BxLxL], (0, 3, 1, 2))
+    return PairBias(functools.partial(relative_pair_bias, self.num_buckets,
+                                      self.max_distance), table_NxH)
+
+  def __call__(self, positions_BxL: jax.Array) -> jax.Array:
+    """Returns the bias to add to attention logits: `(B, H, L, L)`."""
+    return self.pair_bias()(positions_BxL, positions_BxL)
 
 
 class Rope(Encoding):
@@ -288,9 +321,10 @@ class Alibi(Encoding):
           "would see only themselves; valid with causal: alibi_mode="
           "'symmetric' (causal attention already tells left from right).")
 
-  def attention_bias(self, site, positions_BxL):
-    return alibi_bias(site.config.num_heads, positions_BxL,
-                      site.config.alibi_mode)
+  def pair_bias(self, site, positions_BxL):
+    del positions_BxL
+    return PairBias(functools.partial(_alibi_pair, site.config.num_heads,
+                                      site.config.alibi_mode))
 
 
 class Relative(Encoding):
@@ -319,9 +353,10 @@ class Relative(Encoding):
   def num_params(self, model, rows) -> int:
     return model.relative_num_buckets * model.num_heads
 
-  def attention_bias(self, site, positions_BxL):
+  def pair_bias(self, site, positions_BxL):
+    del positions_BxL
     cfg = site.config
     bias = site.module('posemb_relative', lambda name: RelativePositionBias(
         cfg.num_heads, cfg.relative_num_buckets, cfg.relative_max_distance,
         name=name))
-    return bias(positions_BxL)
+    return bias.pair_bias()

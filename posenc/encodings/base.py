@@ -5,8 +5,11 @@ in `acts`:
 
 - 'inputs':   `embed` adds to the embedded inputs, before the first block;
 - 'blocks':   `before_block` adds to the residual stream before blocks 1..N-1;
-- 'bias':     `attention_bias` returns a bias for the attention logits, shared
-              by all blocks;
+- 'bias':     `pair_bias` returns the bias on the attention logits as a
+              function of query and key positions (`PairBias`), shared by
+              all blocks: the einsum and fused paths evaluate it once on
+              every pair (`attention_bias`), blocked attention one block of
+              queries and keys at a time;
 - 'rotation': `rotate` rotates queries and keys inside every attention.
 
 The model (`posenc.models.EncoderClassifier`) looks the entry up once and calls
@@ -28,6 +31,7 @@ import dataclasses
 from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
+from flax import struct
 import jax
 
 from posenc import checks
@@ -53,6 +57,29 @@ class Site:
     if name not in self._modules:
       self._modules[name] = build(name=name)
     return self._modules[name]
+
+
+@struct.dataclass
+class PairBias:
+  """A bias on attention logits as a pure function of positions:
+  `fn(params, context, q_positions_BxQ, k_positions_BxS)` -> `(B, H, Q, S)`
+  float32.
+
+  `params`: the arrays gradients flow to (a pytree; the encoding's
+  parameters); `context`: arrays it reads but does not differentiate (a
+  pytree, e.g. each sequence's span), or None. Blocked attention calls it on
+  one block of queries and keys at a time and recomputes it in the backward
+  pass, so `fn` must be pure.
+  """
+
+  fn: Callable[..., jax.Array] = struct.field(pytree_node=False)
+  params: Any = None
+  context: Any = None
+
+  def __call__(self, q_positions_BxQ: jax.Array, k_positions_BxS: jax.Array
+               ) -> jax.Array:
+    return self.fn(self.params, self.context, q_positions_BxQ,
+                   k_positions_BxS)
 
 
 class Encoding:
@@ -125,11 +152,27 @@ class Encoding:
     del site, index, positions_BxL
     return x_BxLxD
 
+  def pair_bias(self, site: Site, positions_BxL: jax.Array) -> PairBias:
+    """'bias': the bias added to every block's logits, as a function of the
+    query's and key's positions (`positions_BxL` are the sequence's, for
+    what the bias reads of the whole sequence)."""
+    raise NotImplementedError(
+        f"{self.name} acts by 'bias' but implements neither pair_bias nor "
+        'attention_bias.')
+
   def attention_bias(self, site: Site, positions_BxL: jax.Array
-                     ) -> jax.Array | None:
-    """'bias': a `(B, H, L, L)` bias added to every block's logits."""
-    del site, positions_BxL
-    return None
+                     ) -> jax.Array:
+    """'bias': the `(B, H, L, L)` bias of every query and key, for the
+    einsum and fused paths. An entry that overrides only this (and not
+    `pair_bias`) cannot run blocked attention."""
+    return self.pair_bias(site, positions_BxL)(positions_BxL, positions_BxL)
+
+  @property
+  def blockable(self) -> bool:
+    """Whether blocked attention can run this entry: it acts without a
+    bias, or gives its bias by `pair_bias`."""
+    return ('bias' not in self.acts or
+            type(self).pair_bias is not Encoding.pair_bias)
 
   def rotate(self, config: Any, x_BxLxHxK: jax.Array,
              positions_BxL: jax.Array) -> jax.Array:

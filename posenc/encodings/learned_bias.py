@@ -5,12 +5,15 @@ Shape legend: B = batch, L = sequence length, H = heads, W = FIRE's MLP
 width.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from posenc import checks
 from posenc.encodings.base import Encoding
+from posenc.encodings.base import PairBias
 
 FIRE_EPS = 1e-6  # Added to FIRE's normaliser, as in the paper's listing.
 KERPLE_EPS = 1e-2  # Kerple's parameters are used clamped to at least this.
@@ -20,7 +23,7 @@ def fire_inputs(positions_BxL: jax.Array, mask_BxL: jax.Array | None,
                 c: jax.Array, threshold: jax.Array, *, causal: bool
                 ) -> jax.Array:
   """FIRE's normalised distances, the MLP's input: `(B, L, L)` for query i,
-  key j.
+  key j (`fire_pair_inputs` of every pair).
 
   With psi(x) = log(|c x| + 1) (Li et al., 2023, eq. 3 and their appendix
   listing):
@@ -36,20 +39,66 @@ def fire_inputs(positions_BxL: jax.Array, mask_BxL: jax.Array | None,
     the sign keeps left and right apart (|i - j| alone would make the
     model invariant to reversing the sequence, as symmetric ALiBi is).
   """
+  span_B = None if causal else fire_span(positions_BxL, mask_BxL)
+  return fire_pair_inputs(positions_BxL, positions_BxL, c, threshold, span_B)
+
+
+def fire_span(positions_BxL: jax.Array, mask_BxL: jax.Array | None
+              ) -> jax.Array:
+  """`(B,)`: the span of each sequence's real positions (max - min)."""
   pos_BxL = positions_BxL.astype(jnp.float32)
+  real_BxL = (jnp.ones_like(positions_BxL, bool) if mask_BxL is None
+              else mask_BxL)
+  big = jnp.finfo(jnp.float32).max
+  return (jnp.where(real_BxL, pos_BxL, -big).max(axis=1) -
+          jnp.where(real_BxL, pos_BxL, big).min(axis=1))
+
+
+def fire_pair_inputs(q_positions_BxQ: jax.Array, k_positions_BxS: jax.Array,
+                     c: jax.Array, threshold: jax.Array,
+                     span_B: jax.Array | None) -> jax.Array:
+  """`fire_inputs` of queries at `q_positions` and keys at `k_positions`,
+  `(B, Q, S)`: causal where `span_B` is None, else bidirectional with each
+  sequence's span."""
+  q_BxQ = q_positions_BxQ.astype(jnp.float32)
   psi = lambda x: jnp.log(jnp.abs(c * x) + 1.0)
-  distance_BxLxL = pos_BxL[:, :, None] - pos_BxL[:, None, :]  # i - j
-  if causal:
-    norm_BxLx1 = jnp.maximum(threshold, pos_BxL)[:, :, None]
+  distance_BxQxS = (q_BxQ[:, :, None] -
+                    k_positions_BxS[:, None, :].astype(jnp.float32))  # i - j
+  if span_B is None:
+    norm_BxQx1 = jnp.maximum(threshold, q_BxQ)[:, :, None]
   else:
-    real_BxL = (jnp.ones_like(positions_BxL, bool) if mask_BxL is None
-                else mask_BxL)
-    big = jnp.finfo(jnp.float32).max
-    span_B = (jnp.where(real_BxL, pos_BxL, -big).max(axis=1) -
-              jnp.where(real_BxL, pos_BxL, big).min(axis=1))
-    norm_BxLx1 = jnp.maximum(threshold, span_B)[:, None, None]
-  return (jnp.sign(distance_BxLxL) * psi(distance_BxLxL) /
-          (psi(norm_BxLx1) + FIRE_EPS))
+    norm_BxQx1 = jnp.maximum(threshold, span_B)[:, None, None]
+  return (jnp.sign(distance_BxQxS) * psi(distance_BxQxS) /
+          (psi(norm_BxQx1) + FIRE_EPS))
+
+
+def fire_pair_bias(init_threshold: float, params: dict, span_B,
+                   q_positions_BxQ: jax.Array, k_positions_BxS: jax.Array
+                   ) -> jax.Array:
+  """FIRE's bias, `(B, H, Q, S)`: the MLP (1 -> W, ReLU, W -> H) of
+  `fire_pair_inputs`, the threshold |threshold_scale| * `init_threshold`."""
+  threshold = jnp.abs(params['threshold_scale'] * init_threshold)
+  x_BxQxS = fire_pair_inputs(q_positions_BxQ, k_positions_BxS, params['c'],
+                             threshold, span_B)
+  mlp_in, mlp_out = params['mlp_in'], params['mlp_out']
+  h_BxQxSxW = nn.relu(x_BxQxS[..., None] @ mlp_in['kernel'] + mlp_in['bias'])
+  bias_BxQxSxH = h_BxQxSxW @ mlp_out['kernel'] + mlp_out['bias']
+  return jnp.transpose(bias_BxQxSxH, (0, 3, 1, 2))
+
+
+class DenseParams(nn.Module):
+  """The parameters of an `nn.Dense` (same names, shapes and initial values),
+  returned rather than applied, for a pure bias function."""
+
+  in_features: int
+  features: int
+
+  @nn.compact
+  def __call__(self) -> dict[str, jax.Array]:
+    return {'kernel': self.param('kernel', nn.initializers.lecun_normal(),
+                                 (self.in_features, self.features)),
+            'bias': self.param('bias', nn.initializers.zeros,
+                               (self.features,))}
 
 
 class FireBias(nn.Module):
@@ -65,17 +114,25 @@ class FireBias(nn.Module):
   causal: bool = False
 
   @nn.compact
+  def pair_bias(self, positions_BxL: jax.Array, mask_BxL: jax.Array | None
+                ) -> PairBias:
+    """The bias as a function of query and key positions; `positions_BxL`
+    and `mask_BxL` give each sequence's span (bidirectional)."""
+    params = {
+        'c': self.param('c', nn.initializers.constant(self.init_c), ()),
+        'threshold_scale': self.param('threshold_scale',
+                                      nn.initializers.ones, ()),
+        'mlp_in': DenseParams(1, self.width, name='mlp_in')(),
+        'mlp_out': DenseParams(self.width, self.num_heads, name='mlp_out')()}
+    span_B = None if self.causal else fire_span(positions_BxL, mask_BxL)
+    return PairBias(functools.partial(fire_pair_bias, self.init_threshold),
+                    params, span_B)
+
   def __call__(self, positions_BxL: jax.Array,
                mask_BxL: jax.Array | None) -> jax.Array:
     """Returns the bias to add to attention logits: `(B, H, L, L)`."""
-    c = self.param('c', nn.initializers.constant(self.init_c), ())
-    scale = self.param('threshold_scale', nn.initializers.ones, ())
-    threshold = jnp.abs(scale * self.init_threshold)
-    x_BxLxL = fire_inputs(positions_BxL, mask_BxL, c, threshold,
-                          causal=self.causal)
-    h_BxLxLxW = nn.relu(nn.Dense(self.width, name='mlp_in')(x_BxLxL[..., None]))
-    bias_BxLxLxH = nn.Dense(self.num_heads, name='mlp_out')(h_BxLxLxW)
-    return jnp.transpose(bias_BxLxLxH, (0, 3, 1, 2))
+    return self.pair_bias(positions_BxL, mask_BxL)(positions_BxL,
+                                                   positions_BxL)
 
 
 def positive(raw: jax.Array) -> jax.Array:
@@ -98,10 +155,24 @@ def kerple_log_bias(p_H: jax.Array, a_H: jax.Array,
                     positions_BxL: jax.Array) -> jax.Array:
   """Kerple's logarithmic bias -p_h log(1 + a_h |i - j|) (Chi et al., 2022,
   the 'log' kernel), `(B, H, L, L)`, for positive p_h and a_h."""
-  distance_BxLxL = jnp.abs(positions_BxL[:, :, None] -
-                           positions_BxL[:, None, :]).astype(jnp.float32)
+  return kerple_pair_bias({'p_raw': p_H, 'a_raw': a_H}, None, positions_BxL,
+                          positions_BxL, raw=False)
+
+
+def kerple_pair_bias(params: dict, context, q_positions_BxQ: jax.Array,
+                     k_positions_BxS: jax.Array, *, raw: bool = True
+                     ) -> jax.Array:
+  """Kerple-log's bias of queries at `q_positions` and keys at
+  `k_positions`, `(B, H, Q, S)`; with `raw`, p and a are `positive` of the
+  stored values."""
+  del context
+  p_H, a_H = params['p_raw'], params['a_raw']
+  if raw:
+    p_H, a_H = positive(p_H), positive(a_H)
+  distance_BxQxS = jnp.abs(q_positions_BxQ[:, :, None] -
+                           k_positions_BxS[:, None, :]).astype(jnp.float32)
   p, a = p_H[None, :, None, None], a_H[None, :, None, None]
-  return -p * jnp.log1p(a * distance_BxLxL[:, None])
+  return -p * jnp.log1p(a * distance_BxQxS[:, None])
 
 
 class KerpleBias(nn.Module):
@@ -116,10 +187,15 @@ class KerpleBias(nn.Module):
   num_heads: int
 
   @nn.compact
+  def pair_bias(self) -> PairBias:
+    """The bias as a function of query and key positions."""
+    return PairBias(kerple_pair_bias, {
+        'p_raw': self.param('p_raw', positive_init(2.0), (self.num_heads,)),
+        'a_raw': self.param('a_raw', positive_init(1.0), (self.num_heads,))})
+
   def __call__(self, positions_BxL: jax.Array) -> jax.Array:
-    p_H = positive(self.param('p_raw', positive_init(2.0), (self.num_heads,)))
-    a_H = positive(self.param('a_raw', positive_init(1.0), (self.num_heads,)))
-    return kerple_log_bias(p_H, a_H, positions_BxL)
+    """Returns the bias to add to attention logits: `(B, H, L, L)`."""
+    return self.pair_bias()(positions_BxL, positions_BxL)
 
 
 class Fire(Encoding):
@@ -155,14 +231,14 @@ class Fire(Encoding):
     # the step is 1.5x XLA's buffers, tests/memory_test.py).
     return 2 * model.num_heads + 2 + 2 * model.fire_mlp_width
 
-  def attention_bias(self, site, positions_BxL):
+  def pair_bias(self, site, positions_BxL):
     cfg = site.config
     threshold = (site.max_len / 4 if cfg.fire_init_threshold is None
                  else cfg.fire_init_threshold)
     bias = site.module('posemb_fire', lambda name: FireBias(
         cfg.num_heads, cfg.fire_mlp_width, cfg.fire_init_c, threshold,
         cfg.causal, name=name))
-    return bias(positions_BxL, site.mask)
+    return bias.pair_bias(positions_BxL, site.mask)
 
 
 class Kerple(Encoding):
@@ -178,7 +254,8 @@ class Kerple(Encoding):
   def num_params(self, model, rows) -> int:
     return 2 * model.num_heads
 
-  def attention_bias(self, site, positions_BxL):
+  def pair_bias(self, site, positions_BxL):
+    del positions_BxL
     bias = site.module('posemb_kerple', lambda name: KerpleBias(
         site.config.num_heads, name=name))
-    return bias(positions_BxL)
+    return bias.pair_bias()
