@@ -66,7 +66,7 @@ class SelfAttention(nn.Module):
   dropout_rate: float = 0.0
   matmul_dtype: str = 'float32'
   attention: str = 'einsum'
-  block_size: int = 256  # 'blocked': queries and keys per block.
+  block_size: int = 512  # 'blocked': queries and keys per block.
 
   @nn.compact
   def __call__(self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *,

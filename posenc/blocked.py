@@ -38,7 +38,7 @@ def blocked_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array,
                       mask_BxL: jax.Array | None = None,
                       causal: bool = False, bias: PairBias | None = None,
                       positions_BxL: jax.Array | None = None,
-                      block_size: int = 256) -> jax.Array:
+                      block_size: int = 512) -> jax.Array:
   """Softmax attention, `(B, L, H, K)` float32, computed block by block.
 
   The same function as the einsum path: softmax(q k^T / sqrt(K) + bias),
@@ -67,23 +67,28 @@ def blocked_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array,
   fn = None if bias is None else bias.fn
   params = None if bias is None else bias.params
   context = None if bias is None else bias.context
-  out_BxLxHxK = _attend(fn, causal, size, q_BxLxHxK, k_BxLxHxK, v_BxLxHxK,
-                        params, context, mask_BxL,
+  # Heads first, once, so that every block's products are plain batched
+  # matrix products; the 1 / sqrt(K) scale folded into the queries.
+  heads_first = lambda x: jnp.transpose(x, (0, 2, 1, 3))
+  scale = 1.0 / jnp.sqrt(q_BxLxHxK.shape[-1]).astype(jnp.float32)
+  q_BxHxLxK = heads_first((q_BxLxHxK * scale).astype(q_BxLxHxK.dtype))
+  out_BxHxLxK = _attend(fn, causal, size, q_BxHxLxK, heads_first(k_BxLxHxK),
+                        heads_first(v_BxLxHxK), params, context, mask_BxL,
                         positions_BxL.astype(jnp.int32), num_key_blocks)
-  return out_BxLxHxK[:, :length]
+  return heads_first(out_BxHxLxK)[:, :length]
 
 
-def _block(x, index, size):
-  """Block `index` of `x` along its axis 1."""
-  return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=1)
+def _block(x, index, size, axis=2):
+  """Block `index` of `x` along `axis` (the length of `(B, H, L, K)`)."""
+  return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=axis)
 
 
-def _logits(fn, causal, size, params, context, q_BxTxHxK, k_BxTxHxK,
+def _logits(fn, causal, size, params, context, q_BxHxTxK, k_BxHxTxK,
             q_pos_BxT, k_pos_BxT, k_mask_BxT, i, j):
-  """One block's scaled, biased and masked logits, `(B, H, T, T)`."""
-  s_BxHxTxT = jnp.einsum('bqhk,bshk->bhqs', q_BxTxHxK, k_BxTxHxK,
+  """One block's biased and masked logits, `(B, H, T, T)` (the queries come
+  scaled)."""
+  s_BxHxTxT = jnp.einsum('bhqk,bhsk->bhqs', q_BxHxTxK, k_BxHxTxK,
                          preferred_element_type=jnp.float32)
-  s_BxHxTxT /= jnp.sqrt(q_BxTxHxK.shape[-1]).astype(jnp.float32)
   if fn is not None:
     s_BxHxTxT += fn(params, context, q_pos_BxT, k_pos_BxT).astype(jnp.float32)
   allowed = k_mask_BxT[:, None, None, :]
@@ -102,23 +107,24 @@ def _visible_key_blocks(causal, i, num_key_blocks):
 
 def _forward(fn, causal, size, q, k, v, params, context, mask, positions,
              num_key_blocks):
-  """`(out_BxLxHxK, lse_BxHxL)`: outputs and each query's log-sum-exp."""
-  batch, length, heads, head_dim = q.shape
+  """`(out_BxHxLxK, lse_BxHxL)`: outputs and each query's log-sum-exp."""
+  batch, heads, length, head_dim = q.shape
+  pos_block = lambda x, index: _block(x, index, size, axis=1)
 
   def query_block(i):
-    q_i, q_pos = _block(q, i, size), _block(positions, i, size)
+    q_i, q_pos = _block(q, i, size), pos_block(positions, i)
 
     def key_block(j, carry):
       m_BxHxT, l_BxHxT, acc_BxHxTxK = carry
       k_j, v_j = _block(k, j, size), _block(v, j, size)
       s, _ = _logits(fn, causal, size, params, context, q_i, k_j, q_pos,
-                     _block(positions, j, size), _block(mask, j, size), i, j)
+                     pos_block(positions, j), pos_block(mask, j), i, j)
       m_new = jnp.maximum(m_BxHxT, s.max(axis=-1))
       p_BxHxTxT = jnp.exp(s - m_new[..., None])
       correction = jnp.exp(m_BxHxT - m_new)
       l_new = l_BxHxT * correction + p_BxHxTxT.sum(axis=-1)
       acc = acc_BxHxTxK * correction[..., None] + jnp.einsum(
-          'bhqs,bshk->bhqk', p_BxHxTxT.astype(v.dtype), v_j,
+          'bhqs,bhsk->bhqk', p_BxHxTxT.astype(v.dtype), v_j,
           preferred_element_type=jnp.float32)
       return m_new, l_new, acc
 
@@ -128,12 +134,11 @@ def _forward(fn, causal, size, q, k, v, params, context, mask, positions,
     m, l, acc = jax.lax.fori_loop(
         0, _visible_key_blocks(causal, i, num_key_blocks), key_block, init)
     l = jnp.where(l == 0, 1.0, l)  # No key computed: zeros, not NaN.
-    return (jnp.transpose(acc / l[..., None], (0, 2, 1, 3)),
-            m + jnp.log(l))
+    return acc / l[..., None], m + jnp.log(l)
 
-  out_NxBxTxHxK, lse_NxBxHxT = jax.lax.map(query_block,
+  out_NxBxHxTxK, lse_NxBxHxT = jax.lax.map(query_block,
                                            jnp.arange(length // size))
-  out = jnp.moveaxis(out_NxBxTxHxK, 0, 1).reshape(batch, length, heads,
+  out = jnp.moveaxis(out_NxBxHxTxK, 0, 2).reshape(batch, heads, length,
                                                   head_dim)
   lse = jnp.moveaxis(lse_NxBxHxT, 0, 2).reshape(batch, heads, length)
   return out, lse
@@ -159,21 +164,21 @@ def _attend_bwd(fn, causal, size, residuals, d_out):
   block's weights from the log-sum-exp (FlashAttention-2's backward)."""
   (q, k, v, params, context, mask, positions, num_key_blocks, out,
    lse) = residuals
-  num_blocks = q.shape[1] // size
-  scale = 1.0 / jnp.sqrt(q.shape[-1]).astype(jnp.float32)
+  num_blocks = q.shape[2] // size
+  pos_block = lambda x, index: _block(x, index, size, axis=1)
   # D_i = sum_k dO_ik O_ik: the softmax's Jacobian term of each query.
-  delta_BxHxL = jnp.einsum('blhk,blhk->bhl', d_out.astype(jnp.float32),
+  delta_BxHxL = jnp.einsum('bhlk,bhlk->bhl', d_out.astype(jnp.float32),
                            out.astype(jnp.float32))
   d_out = d_out.astype(v.dtype)
 
   def key_block(carry, j):
-    dq_BxLxHxK, d_params = carry
+    dq_BxHxLxK, d_params = carry
     k_j, v_j = _block(k, j, size), _block(v, j, size)
-    k_pos, k_mask = _block(positions, j, size), _block(mask, j, size)
+    k_pos, k_mask = pos_block(positions, j), pos_block(mask, j)
 
     def query_block(i, inner):
       dk_j, dv_j, dq, dp_acc = inner
-      q_i, q_pos = _block(q, i, size), _block(positions, i, size)
+      q_i, q_pos = _block(q, i, size), pos_block(positions, i)
       do_i = _block(d_out, i, size)
       lse_i = jax.lax.dynamic_slice_in_dim(lse, i * size, size, axis=2)
       delta_i = jax.lax.dynamic_slice_in_dim(delta_BxHxL, i * size, size,
@@ -181,21 +186,21 @@ def _attend_bwd(fn, causal, size, residuals, d_out):
       s, allowed = _logits(fn, causal, size, params, context, q_i, k_j,
                            q_pos, k_pos, k_mask, i, j)
       p_BxHxTxT = jnp.exp(s - lse_i[..., None])
-      dv_j += jnp.einsum('bhqs,bqhk->bshk', p_BxHxTxT.astype(v.dtype), do_i,
+      dv_j += jnp.einsum('bhqs,bhqk->bhsk', p_BxHxTxT.astype(v.dtype), do_i,
                          preferred_element_type=jnp.float32)
-      dp_BxHxTxT = jnp.einsum('bqhk,bshk->bhqs', do_i, v_j,
+      dp_BxHxTxT = jnp.einsum('bhqk,bhsk->bhqs', do_i, v_j,
                               preferred_element_type=jnp.float32)
       # The gradient of the biased logits; masked ones are constants.
       ds_BxHxTxT = jnp.where(allowed,
                              p_BxHxTxT * (dp_BxHxTxT - delta_i[..., None]),
                              0.0)
       ds_low = ds_BxHxTxT.astype(q.dtype)
-      dq_i = jnp.einsum('bhqs,bshk->bqhk', ds_low, k_j,
-                        preferred_element_type=jnp.float32) * scale
+      dq_i = jnp.einsum('bhqs,bhsk->bhqk', ds_low, k_j,
+                        preferred_element_type=jnp.float32)
       dq = jax.lax.dynamic_update_slice_in_dim(
-          dq, _block(dq, i, size) + dq_i, i * size, axis=1)
-      dk_j += jnp.einsum('bhqs,bqhk->bshk', ds_low, q_i,
-                         preferred_element_type=jnp.float32) * scale
+          dq, _block(dq, i, size) + dq_i, i * size, axis=2)
+      dk_j += jnp.einsum('bhqs,bhqk->bhsk', ds_low, q_i,
+                         preferred_element_type=jnp.float32)
       if fn is not None:
         _, pull = jax.vjp(lambda p: fn(p, context, q_pos, k_pos), params)
         dp_acc = jax.tree.map(jnp.add, dp_acc, pull(ds_BxHxTxT)[0])
@@ -215,15 +220,15 @@ def _attend_bwd(fn, causal, size, residuals, d_out):
       return carry, (zeros, zeros)
 
     return jax.lax.cond(j < num_key_blocks, compute, skip,
-                        (dq_BxLxHxK, d_params))
+                        (dq_BxHxLxK, d_params))
 
   zero_params = jax.tree.map(jnp.zeros_like, params)
-  (dq, d_params), (dk_NxBxTxHxK, dv_NxBxTxHxK) = jax.lax.scan(
+  (dq, d_params), (dk_NxBxHxTxK, dv_NxBxHxTxK) = jax.lax.scan(
       key_block, (jnp.zeros(q.shape, jnp.float32), zero_params),
       jnp.arange(num_blocks))
-  unblock = lambda x: jnp.moveaxis(x, 0, 1).reshape(k.shape)
-  return (dq.astype(q.dtype), unblock(dk_NxBxTxHxK).astype(k.dtype),
-          unblock(dv_NxBxTxHxK).astype(v.dtype), d_params, None, None, None,
+  unblock = lambda x: jnp.moveaxis(x, 0, 2).reshape(k.shape)
+  return (dq.astype(q.dtype), unblock(dk_NxBxHxTxK).astype(k.dtype),
+          unblock(dv_NxBxHxTxK).astype(v.dtype), d_params, None, None, None,
           None)
 
 

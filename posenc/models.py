@@ -84,7 +84,7 @@ class ModelConfig:
   # 'fused': jax.nn.dot_product_attention; 'blocked': posenc.blocked,
   # memory linear in L (docs/performance.md says which to pick).
   attention: str = 'einsum'
-  attention_block_size: int = 256  # 'blocked': queries and keys per block.
+  attention_block_size: int = 512  # 'blocked': queries and keys per block.
   remat: bool = False  # Recompute each block's activations in backward.
 
 

@@ -277,3 +277,39 @@ def test_blocked_attention_traces_once_per_shape():
 
   attend(q, k, v)
   attend(q + 1, k, v)
+
+
+@pytest.mark.parametrize('mode', ['jit', 'pmap'])
+def test_sharded_and_pmapped_steps_match_one_device_einsum(mode):
+  """Three steps with the batch split over 8 devices (jit over a mesh, or
+  pmap), padded and with ALiBi's bias, against einsum on one device."""
+  config = default.get_config()
+  config.data.update(name='argmax', seq_len=12, min_seq_len=4,
+                     num_train=64, num_eval=16)
+  config.model.update(posemb='alibi', d_model=16, num_heads=2, mlp_dim=32,
+                      attention_block_size=4)
+  config.train.batch_size = 16
+  dataset = data.load(config.data, config.seed)
+  batches = [{k: v[i:i + 16] for k, v in dataset.train.items()}
+             for i in range(0, 48, 16)]
+  results = {}
+  for attention, devices in (('einsum', jax.devices()[:1]),
+                             ('blocked', jax.devices())):
+    config.model.attention = attention
+    model = train.make_model(config, dataset)
+    state = train.create_train_state(jax.random.key(0), config, model,
+                                     dataset.example_inputs())
+    parallel = train.make_parallel(mode if attention == 'blocked' else 'jit',
+                                   model.apply, devices)
+    state = parallel.place_state(state)
+    for batch in batches:
+      state, metrics = parallel.step(state, parallel.place_batch(batch),
+                                     jax.random.key(1))
+    results[attention] = (parallel.host_state(state).params,
+                          parallel.host_metrics(metrics)['train_loss'])
+  assert len(jax.devices()) == 8
+  np.testing.assert_allclose(results['blocked'][1], results['einsum'][1],
+                             rtol=1e-5)
+  jax.tree.map(functools.partial(np.testing.assert_allclose, rtol=1e-4,
+                                 atol=1e-5), results['blocked'][0],
+               results['einsum'][0])
