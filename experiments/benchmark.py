@@ -9,12 +9,18 @@ Times one Adam training step of the same encoder classifier (learned
 positions, pre-LN blocks, FFN 4 * d, mean pooling, cross-entropy) in posenc's
 jitted `train_step` (float32, and with model.matmul_dtype='bfloat16') and in
 PyTorch (float32 eager, and torch.compile once per size), at the seed,
-medium and long sizes. Both frameworks run on tcmalloc where it is installed
-(posenc's train.allocator='tcmalloc'; --allocator=system for glibc's malloc).
+medium and long (512-token) sizes; then, in a second table, at 4,096 and
+16,384 tokens, posenc's blocked attention against PyTorch's
+scaled_dot_product_attention at 1 and at 2 threads (experiments/
+benchmark_long.py; `--sizes=long4k,long16k` runs only those,
+`--sizes=seed,medium,long` only the others). Both frameworks run on tcmalloc
+where it is installed (posenc's train.allocator='tcmalloc';
+--allocator=system for glibc's malloc).
 Every measurement runs in its own subprocess (so memory peaks and thread
 pools do not mix), and the frameworks alternate within each round, so a
-noisy machine slows both alike; the PyTorch side gets the same cores,
-threads and allocator. Reported per size:
+noisy machine slows both alike; the PyTorch side gets the same cores and
+allocator, and at these three sizes its default threads (one per core, as
+XLA). Reported per size:
 median and spread (min-max over rounds) of examples/s and tokens/s, compile
 time, peak resident memory, and achieved FLOP/s (XLA's count for the step)
 as a fraction of an f32 matmul rate measured in the same run.
@@ -51,16 +57,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / 'experiments' / 'results' / 'benchmark'
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
+  """This process's peak resident memory so far."""
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _time_steps(run_steps, reps: int) -> list[float]:
-  """Seconds per step, one number per repetition of enough steps."""
+def time_steps(run_steps, reps: int, min_steps: int = 3) -> list[float]:
+  """Seconds per step, one number per repetition of enough steps (at least
+  `min_steps`, after as many to warm up)."""
   start = time.perf_counter()
-  run_steps(3)
-  per_step = (time.perf_counter() - start) / 3
-  n = max(3, int(MIN_REP_SECONDS / max(per_step, 1e-6)))
+  run_steps(min_steps)
+  per_step = (time.perf_counter() - start) / min_steps
+  n = max(min_steps, int(MIN_REP_SECONDS / max(per_step, 1e-6)))
   times = []
   for _ in range(reps):
     start = time.perf_counter()
@@ -96,6 +104,9 @@ def posenc_step(size: dict, overrides: dict[str, str] | None = None
   config = default.get_config()
   for field in ('seq_len', 'n_features'):
     config.data[field] = size[field]
+  # The step sees one batch: the memory check should count only that.
+  config.data.num_train = config.data.num_eval = size['batch_size']
+  config.train.batch_size = size['batch_size']
   for field in ('d_model', 'num_heads', 'num_layers'):
     config.model[field] = size[field]
   config.model.mlp_dim = 4 * size['d_model']
@@ -147,7 +158,7 @@ def _jax_worker(size: dict, reps: int, matmul_dtype: str = 'float32') -> dict:
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
   run = posenc_step(size, {'model.matmul_dtype': matmul_dtype})
-  times = _time_steps(run.steps, reps)
+  times = time_steps(run.steps, reps)
   # The f32 matmul rate, in the same process: best of a few 2048^3 products.
   a = jnp.ones((2048, 2048), jnp.float32)
   matmul = jax.jit(lambda x: x @ x)
@@ -156,7 +167,7 @@ def _jax_worker(size: dict, reps: int, matmul_dtype: str = 'float32') -> dict:
   return {'step_s': times, 'compile_s': run.compile_s,
           'flops_per_step': run.flops_per_step,
           'matmul_gflops': 2 * 2048**3 / best / 1e9,
-          'peak_rss_mb': _peak_rss_mb()}
+          'peak_rss_mb': peak_rss_mb()}
 
 
 def _timed(fn) -> float:
@@ -165,7 +176,10 @@ def _timed(fn) -> float:
   return time.perf_counter() - start
 
 
-def _torch_worker(size: dict, reps: int, compiled: bool) -> dict:
+def torch_step(size: dict, attention: str = 'softmax', compiled: bool = False
+               ) -> tuple[Callable[[int], None], float]:
+  """The PyTorch model's Adam step on one batch, as `run_steps(n)`, and its
+  torch.compile time (0 in eager). `attention`: torch_model's."""
   import torch  # pylint: disable=g-import-not-at-top
   from experiments import torch_model  # pylint: disable=g-import-not-at-top
 
@@ -173,7 +187,7 @@ def _torch_worker(size: dict, reps: int, compiled: bool) -> dict:
   model = torch_model.EncoderClassifier(
       size['seq_len'], size['n_features'], size['d_model'],
       size['num_heads'], size['num_layers'], 4 * size['d_model'],
-      NUM_CLASSES)
+      NUM_CLASSES, attention)
   step = torch_model.make_train_step(model, LEARNING_RATE)
   inputs = torch.randn(size['batch_size'], size['seq_len'],
                        size['n_features'])
@@ -189,16 +203,31 @@ def _torch_worker(size: dict, reps: int, compiled: bool) -> dict:
     for _ in range(n):
       step(inputs, labels)
 
-  times = _time_steps(run_steps, reps)
+  return run_steps, compile_s
+
+
+def _torch_worker(size: dict, reps: int, compiled: bool) -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+
+  run_steps, compile_s = torch_step(size, compiled=compiled)
+  times = time_steps(run_steps, reps)
   a = torch.ones(2048, 2048)
   a @ a
   best = min(_timed(lambda: a @ a) for _ in range(5))
   return {'step_s': times, 'compile_s': compile_s,
           'matmul_gflops': 2 * 2048**3 / best / 1e9,
-          'peak_rss_mb': _peak_rss_mb(), 'threads': torch.get_num_threads()}
+          'peak_rss_mb': peak_rss_mb(), 'threads': torch.get_num_threads()}
 
 
 def _worker(framework: str, size_name: str, reps: int) -> None:
+  # Imported here: benchmark_long builds on this module.
+  from experiments import benchmark_long  # pylint: disable=g-import-not-at-top
+
+  if size_name in benchmark_long.SIZES:
+    result = benchmark_long.worker(framework, benchmark_long.SIZES[size_name],
+                                   reps)
+    print(json.dumps({'framework': framework, 'size': size_name, **result}))
+    return
   size = SIZES[size_name]
   if framework in POSENC_MATMUL_DTYPES:
     result = _jax_worker(size, reps, POSENC_MATMUL_DTYPES[framework])
@@ -276,8 +305,13 @@ def _markdown(summary: dict, machine: str) -> str:
 
 
 def main() -> None:
+  # Imported here: benchmark_long builds on this module.
+  from experiments import benchmark_long  # pylint: disable=g-import-not-at-top
+
+  all_sizes = {**SIZES, **benchmark_long.SIZES}
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--sizes', default=','.join(SIZES))
+  parser.add_argument('--sizes', default=','.join(all_sizes),
+                      help=f"comma-separated, of {', '.join(all_sizes)}")
   parser.add_argument('--rounds', type=int, default=3)
   parser.add_argument('--reps', type=int, default=5)
   parser.add_argument('--out', default=str(OUT))
@@ -294,6 +328,9 @@ def main() -> None:
     _worker(args.worker, args.size, args.reps)
     return
   sizes = args.sizes.split(',')
+  if unknown := [s for s in sizes if s not in all_sizes]:
+    parser.error(f"unknown sizes {', '.join(unknown)}; valid: "
+                 f"{', '.join(all_sizes)}")
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   if args.allocator == 'tcmalloc':
     if allocator.find_tcmalloc() is None:
@@ -305,10 +342,12 @@ def main() -> None:
   runs = {s: {} for s in sizes}
   for round_ in range(args.rounds):
     for size in sizes:
-      frameworks = [*POSENC_MATMUL_DTYPES, 'torch_eager']
+      long = size in benchmark_long.SIZES
+      frameworks = (list(benchmark_long.FRAMEWORKS) if long else
+                    [*POSENC_MATMUL_DTYPES, 'torch_eager'])
       if round_ % 2:
         frameworks.reverse()
-      if round_ == 0 and not args.no_compile:
+      if round_ == 0 and not args.no_compile and not long:
         frameworks.append('torch_compile')
       for framework in frameworks:
         print(f'round {round_ + 1}/{args.rounds}: {framework} at {size}...',
@@ -316,16 +355,23 @@ def main() -> None:
         result = _spawn(framework, size, args.reps, env)
         if result is not None:
           runs[size].setdefault(framework, []).append(result)
-  summary = {size: {fw: _summarise(r) for fw, r in by_fw.items()}
+  summary = {size: {fw: (benchmark_long.summarise(r) if size in
+                         benchmark_long.SIZES else _summarise(r))
+                    for fw, r in by_fw.items()}
              for size, by_fw in runs.items()}
   machine = (f'{os.cpu_count()} CPU cores, {_cpu_name()}, allocator '
              f'{args.allocator}, {time.strftime("%Y-%m-%d")}')
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.with_suffix('.json').write_text(json.dumps(
-      {'machine': machine, 'sizes': SIZES, 'summary': summary, 'runs': runs},
-      indent=2))
-  table = _markdown(summary, machine)
+      {'machine': machine, 'sizes': all_sizes, 'summary': summary,
+       'runs': runs}, indent=2))
+  tables = []  # Each table for the sizes that ran, with the machine.
+  if any(size in SIZES for size in sizes):
+    tables.append(_markdown(summary, machine))
+  if any(size in benchmark_long.SIZES for size in sizes):
+    tables.append(benchmark_long.markdown(summary, machine))
+  table = '\n'.join(tables)
   out.with_suffix('.md').write_text(table)
   print(table)
 

@@ -168,20 +168,27 @@ def tables(learned: dict[str, np.ndarray], initial: dict[str, np.ndarray],
   plt.close(fig)
 
 
-def cost(records, path: pathlib.Path, memory_gib: float) -> None:
-  """Step time and XLA's memory estimate against sequence length."""
-  encodings = list(dict.fromkeys(r['encoding'] for r in records))
+def cost(records, path: pathlib.Path, memory_gib: float,
+         key: str = 'encoding') -> None:
+  """Step time and XLA's memory estimate against sequence length, a line
+  per value of `key` (the encoding, or the attention path); open markers
+  where the step was compiled but not run."""
+  names = list(dict.fromkeys(r[key] for r in records))
   fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-  for encoding in encodings:
-    rows = sorted((r for r in records if r['encoding'] == encoding),
+  for name in names:
+    rows = sorted((r for r in records if r[key] == name),
                   key=lambda r: r['seq_len'])
     ran = [r for r in rows if r['status'] == 'ran']
     line, = axes[0].plot([r['seq_len'] for r in ran],
                          [r['step_s'] * 1000 for r in ran], marker='o',
-                         markersize=3, label=encoding)
+                         markersize=3, label=name)
+    color = line.get_color()
     axes[1].plot([r['seq_len'] for r in rows],
-                 [r['xla_peak_gib'] for r in rows], marker='o', markersize=3,
-                 color=line.get_color(), label=encoding)
+                 [r['xla_peak_gib'] for r in rows], color=color, label=name)
+    for r in rows:
+      axes[1].plot(r['seq_len'], r['xla_peak_gib'], marker='o', markersize=4,
+                   color=color,
+                   markerfacecolor=color if r['status'] == 'ran' else 'none')
   axes[1].axhline(memory_gib, color='black', linestyle=':',
                   label=f'this machine ({memory_gib:.0f} GiB)')
   for ax, label in zip(axes, ('train step (ms, median)',
@@ -191,7 +198,9 @@ def cost(records, path: pathlib.Path, memory_gib: float) -> None:
     ax.set_xlabel('sequence length')
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=7)
   axes[1].legend(fontsize=7)
   batch = records[0]['batch']
-  axes[0].set_title(f'Batch {batch}, d=64, 4 heads, 2 blocks')
+  axes[0].set_title(f'Batch {batch}, d=64, 4 heads, 2 encoder blocks')
+  axes[1].set_title('open markers: compiled, not run')
   _save(fig, path)

@@ -5,6 +5,12 @@ and mean pooling: Dense input projection, a learned (1, T, D) table drawn
 from N(0, 1), pre-LayerNorm blocks (attention without a key bias, tanh GELU
 MLP of width mlp_dim), final LayerNorm, mean over positions, linear head;
 Adam on softmax cross-entropy. Only the benchmark imports it.
+
+`attention` picks how the blocks compute softmax(q k^T / sqrt(K)) v: 'softmax'
+writes it out (the (B, H, T, T) weights exist, as in posenc's einsum path);
+'sdpa' calls `torch.nn.functional.scaled_dot_product_attention`, whose CPU
+flash kernel never holds them (as posenc's blocked path). Same parameters,
+same function.
 """
 
 import math
@@ -12,12 +18,16 @@ import math
 import torch
 from torch import nn
 
+ATTENTION_NAMES = ('softmax', 'sdpa')
+
 
 class _Block(nn.Module):
 
-  def __init__(self, d_model: int, num_heads: int, mlp_dim: int):
+  def __init__(self, d_model: int, num_heads: int, mlp_dim: int,
+               attention: str):
     super().__init__()
     self.num_heads = num_heads
+    self.attention = attention
     self.ln_attn = nn.LayerNorm(d_model)
     self.query = nn.Linear(d_model, d_model)
     self.key = nn.Linear(d_model, d_model, bias=False)
@@ -33,8 +43,12 @@ class _Block(nn.Module):
     y = self.ln_attn(x)
     split = lambda z: z.view(b, t, h, k).transpose(1, 2)  # B, H, T, K
     q, key, v = split(self.query(y)), split(self.key(y)), split(self.value(y))
-    weights = torch.softmax(q @ key.transpose(-1, -2) / math.sqrt(k), dim=-1)
-    y = (weights @ v).transpose(1, 2).reshape(b, t, d)
+    if self.attention == 'sdpa':
+      y = nn.functional.scaled_dot_product_attention(q, key, v)
+    else:
+      weights = torch.softmax(q @ key.transpose(-1, -2) / math.sqrt(k), dim=-1)
+      y = weights @ v
+    y = y.transpose(1, 2).reshape(b, t, d)
     x = x + self.out(y)
     y = self.mlp_out(nn.functional.gelu(self.mlp_in(self.ln_mlp(x)),
                                         approximate='tanh'))
@@ -46,12 +60,16 @@ class EncoderClassifier(nn.Module):
 
   def __init__(self, seq_len: int, n_features: int, d_model: int,
                num_heads: int, num_layers: int, mlp_dim: int,
-               num_classes: int):
+               num_classes: int, attention: str = 'softmax'):
     super().__init__()
+    if attention not in ATTENTION_NAMES:
+      raise ValueError(f'attention={attention!r}; valid: '
+                       f"{', '.join(ATTENTION_NAMES)}.")
     self.embed = nn.Linear(n_features, d_model)
     self.pos_embedding = nn.Parameter(torch.randn(1, seq_len, d_model))
     self.blocks = nn.ModuleList(
-        [_Block(d_model, num_heads, mlp_dim) for _ in range(num_layers)])
+        [_Block(d_model, num_heads, mlp_dim, attention)
+         for _ in range(num_layers)])
     self.ln_final = nn.LayerNorm(d_model)
     self.head = nn.Linear(d_model, num_classes)
 
