@@ -1,8 +1,9 @@
 """The benchmark's long sizes: 4,096 and 16,384 tokens at batch 1.
 
-Run by `python -m experiments.benchmark` (in its default --sizes;
-`--sizes=long4k,long16k` runs only these) into a second table of the same
-experiments/results/benchmark.md. The model: 16 features, d_model 64, 4
+Run by `python -m experiments.benchmark` (in its default --sizes, as a
+second table of its output; `--sizes=long4k,long16k
+--out=experiments/results/benchmark_long` runs only these, as for the
+committed `results/benchmark_long.*`). The model: 16 features, d_model 64, 4
 heads, 2 layers, MLP 4 * d, learned positions, mean pooling, Adam.
 
 posenc runs its jitted train step with model.attention='blocked' (blocks of

@@ -177,8 +177,12 @@ def compare(out: pathlib.Path, *, encoding: str, batch: int, max_len: int,
           ] if records_path.exists() else []
   if any({k: r.get(k) for k in setting} != setting for r in done):
     done = []
-  done = [r for r in done if r['seq_len'] <= max_len or
-          r['status'] == 'estimated']
+  # Kept: steps that ran, at most max_len long, and lengths too big for
+  # this run limit; the rest is compiled again (and may run now).
+  too_big = f'XLA needs more than {run_limit_gib:g} GiB'
+  done = [r for r in done if (r['status'] == 'ran' and
+                              r['seq_len'] <= max_len) or
+          r.get('reason') == too_big]
   complete = [n for n in {r['seq_len'] for r in done}
               if sum(r['seq_len'] == n for r in done) == len(PATHS)]
   done = [r for r in done if r['seq_len'] in complete]
@@ -187,7 +191,7 @@ def compare(out: pathlib.Path, *, encoding: str, batch: int, max_len: int,
     for r in done:
       if r['seq_len'] == seq_len and r['status'] == 'ran':
         predicted[r['attention']] = 4 * r['step_s']
-      elif r['seq_len'] == seq_len and seq_len <= max_len:
+      elif r['seq_len'] == seq_len:
         stopped[r['attention']] = r['reason']
     records += [r for r in done if r['seq_len'] == seq_len]
     seq_len *= 2
@@ -206,7 +210,7 @@ def compare(out: pathlib.Path, *, encoding: str, batch: int, max_len: int,
                     'xla_peak_gib': step.xla_gib}
       why = stopped.get(path)
       if why is None and step.xla_gib > run_limit_gib:
-        why = f'XLA needs more than {run_limit_gib:g} GiB'
+        why = too_big
       if why is None:
         steps[path] = step
       else:

@@ -96,7 +96,7 @@ class SelfAttention(nn.Module):
           q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask_BxL=mask_BxL,
           causal=self.config.causal, bias=bias, positions_BxL=positions_BxL,
           block_size=self.block_size)
-    elif self.attention == 'fused':  # jax.nn.dot_product_attention picks.
+    elif self.attention == 'fused':  # Its default implementation: XLA's.
       out_BxLxHxK = jax.nn.dot_product_attention(
           q_BxLxHxK, k_BxLxHxK, v_BxLxHxK,
           bias=None if bias is None else bias.astype(low),

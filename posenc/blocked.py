@@ -16,11 +16,10 @@ H = heads, K = width per head, T = block size, N = L / T blocks.
 
 What is skipped: with `causal`, the key blocks after a query block's last
 query (about half of them); with a padding mask, the key blocks after the
-last real key of the batch. Masked logits inside a computed block get the
-einsum path's value (the float32 minimum), so results agree with it to
-rounding; a row whose keys are all masked (a sequence with no real step)
-averages the values of the blocks computed, where the einsum path averages
-all.
+last real key of the batch. Masked keys get weight exactly 0, so results
+agree with the einsum path to rounding, except in a row whose keys are all
+masked (a sequence with no real step): its output and gradients are 0,
+where the einsum path averages the values of all keys.
 """
 
 import functools
@@ -68,11 +67,16 @@ def blocked_attention(q_BxLxHxK: jax.Array, k_BxLxHxK: jax.Array,
   params = None if bias is None else bias.params
   context = None if bias is None else bias.context
   # Heads first, once, so that every block's products are plain batched
-  # matrix products; the 1 / sqrt(K) scale folded into the queries.
+  # matrix products. The 1 / sqrt(K) scale is folded into float32 queries
+  # (one multiply per query instead of one per logit); lower-precision
+  # queries would round again, so their logits are scaled instead.
   heads_first = lambda x: jnp.transpose(x, (0, 2, 1, 3))
-  scale = 1.0 / jnp.sqrt(q_BxLxHxK.shape[-1]).astype(jnp.float32)
-  q_BxHxLxK = heads_first((q_BxLxHxK * scale).astype(q_BxLxHxK.dtype))
-  out_BxHxLxK = _attend(fn, causal, size, q_BxHxLxK, heads_first(k_BxLxHxK),
+  scale = 1.0 / float(q_BxLxHxK.shape[-1]) ** 0.5
+  logit_scale = scale
+  if q_BxLxHxK.dtype == jnp.float32:
+    q_BxLxHxK, logit_scale = q_BxLxHxK * jnp.float32(scale), 1.0
+  out_BxHxLxK = _attend(fn, causal, size, logit_scale,
+                        heads_first(q_BxLxHxK), heads_first(k_BxLxHxK),
                         heads_first(v_BxLxHxK), params, context, mask_BxL,
                         positions_BxL.astype(jnp.int32), num_key_blocks)
   return heads_first(out_BxHxLxK)[:, :length]
@@ -83,12 +87,14 @@ def _block(x, index, size, axis=2):
   return jax.lax.dynamic_slice_in_dim(x, index * size, size, axis=axis)
 
 
-def _logits(fn, causal, size, params, context, q_BxHxTxK, k_BxHxTxK,
-            q_pos_BxT, k_pos_BxT, k_mask_BxT, i, j):
-  """One block's biased and masked logits, `(B, H, T, T)` (the queries come
-  scaled)."""
+def _logits(fn, causal, size, logit_scale, params, context, q_BxHxTxK,
+            k_BxHxTxK, q_pos_BxT, k_pos_BxT, k_mask_BxT, i, j):
+  """One block's scaled, biased and masked logits, `(B, H, T, T)`, and
+  which are allowed."""
   s_BxHxTxT = jnp.einsum('bhqk,bhsk->bhqs', q_BxHxTxK, k_BxHxTxK,
                          preferred_element_type=jnp.float32)
+  if logit_scale != 1.0:
+    s_BxHxTxT *= jnp.float32(logit_scale)
   if fn is not None:
     s_BxHxTxT += fn(params, context, q_pos_BxT, k_pos_BxT).astype(jnp.float32)
   allowed = k_mask_BxT[:, None, None, :]
@@ -105,8 +111,8 @@ def _visible_key_blocks(causal, i, num_key_blocks):
   return jnp.minimum(num_key_blocks, i + 1) if causal else num_key_blocks
 
 
-def _forward(fn, causal, size, q, k, v, params, context, mask, positions,
-             num_key_blocks):
+def _forward(fn, causal, size, logit_scale, q, k, v, params, context, mask,
+             positions, num_key_blocks):
   """`(out_BxHxLxK, lse_BxHxL)`: outputs and each query's log-sum-exp."""
   batch, heads, length, head_dim = q.shape
   pos_block = lambda x, index: _block(x, index, size, axis=1)
@@ -115,26 +121,28 @@ def _forward(fn, causal, size, q, k, v, params, context, mask, positions,
     q_i, q_pos = _block(q, i, size), pos_block(positions, i)
 
     def key_block(j, carry):
-      m_BxHxT, l_BxHxT, acc_BxHxTxK = carry
+      max_BxHxT, sum_BxHxT, acc_BxHxTxK = carry
       k_j, v_j = _block(k, j, size), _block(v, j, size)
-      s, _ = _logits(fn, causal, size, params, context, q_i, k_j, q_pos,
-                     pos_block(positions, j), pos_block(mask, j), i, j)
-      m_new = jnp.maximum(m_BxHxT, s.max(axis=-1))
-      p_BxHxTxT = jnp.exp(s - m_new[..., None])
-      correction = jnp.exp(m_BxHxT - m_new)
-      l_new = l_BxHxT * correction + p_BxHxTxT.sum(axis=-1)
+      s, allowed = _logits(fn, causal, size, logit_scale, params, context,
+                           q_i, k_j, q_pos, pos_block(positions, j),
+                           pos_block(mask, j), i, j)
+      max_new = jnp.maximum(max_BxHxT, s.max(axis=-1))
+      p_BxHxTxT = jnp.where(allowed, jnp.exp(s - max_new[..., None]), 0.0)
+      correction = jnp.exp(max_BxHxT - max_new)
+      sum_new = sum_BxHxT * correction + p_BxHxTxT.sum(axis=-1)
       acc = acc_BxHxTxK * correction[..., None] + jnp.einsum(
           'bhqs,bhsk->bhqk', p_BxHxTxT.astype(v.dtype), v_j,
           preferred_element_type=jnp.float32)
-      return m_new, l_new, acc
+      return max_new, sum_new, acc
 
     init = (jnp.full((batch, heads, size), -jnp.inf, jnp.float32),
             jnp.zeros((batch, heads, size), jnp.float32),
             jnp.zeros((batch, heads, size, head_dim), jnp.float32))
-    m, l, acc = jax.lax.fori_loop(
+    max_BxHxT, sum_BxHxT, acc = jax.lax.fori_loop(
         0, _visible_key_blocks(causal, i, num_key_blocks), key_block, init)
-    l = jnp.where(l == 0, 1.0, l)  # No key computed: zeros, not NaN.
-    return acc / l[..., None], m + jnp.log(l)
+    # No key allowed: output 0 (and gradient 0), not NaN.
+    sum_BxHxT = jnp.where(sum_BxHxT == 0, 1.0, sum_BxHxT)
+    return acc / sum_BxHxT[..., None], max_BxHxT + jnp.log(sum_BxHxT)
 
   out_NxBxHxTxK, lse_NxBxHxT = jax.lax.map(query_block,
                                            jnp.arange(length // size))
@@ -144,22 +152,24 @@ def _forward(fn, causal, size, q, k, v, params, context, mask, positions,
   return out, lse
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
-def _attend(fn, causal, size, q, k, v, params, context, mask, positions,
-            num_key_blocks):
-  return _forward(fn, causal, size, q, k, v, params, context, mask,
-                  positions, num_key_blocks)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2, 3))
+def _attend(fn, causal, size, logit_scale, q, k, v, params, context, mask,
+            positions, num_key_blocks):
+  """`(B, H, L, K)` outputs; differentiable in q, k, v and `params`."""
+  return _forward(fn, causal, size, logit_scale, q, k, v, params, context,
+                  mask, positions, num_key_blocks)[0]
 
 
-def _attend_fwd(fn, causal, size, q, k, v, params, context, mask, positions,
-                num_key_blocks):
-  out, lse = _forward(fn, causal, size, q, k, v, params, context, mask,
-                      positions, num_key_blocks)
+def _attend_fwd(fn, causal, size, logit_scale, q, k, v, params, context,
+                mask, positions, num_key_blocks):
+  """The forward pass, saving the inputs, outputs and log-sum-exp."""
+  out, lse = _forward(fn, causal, size, logit_scale, q, k, v, params,
+                      context, mask, positions, num_key_blocks)
   return out, (q, k, v, params, context, mask, positions, num_key_blocks,
                out, lse)
 
 
-def _attend_bwd(fn, causal, size, residuals, d_out):
+def _attend_bwd(fn, causal, size, logit_scale, residuals, d_out):
   """The gradients of q, k, v and the bias's parameters, recomputing each
   block's weights from the log-sum-exp (FlashAttention-2's backward)."""
   (q, k, v, params, context, mask, positions, num_key_blocks, out,
@@ -183,18 +193,17 @@ def _attend_bwd(fn, causal, size, residuals, d_out):
       lse_i = jax.lax.dynamic_slice_in_dim(lse, i * size, size, axis=2)
       delta_i = jax.lax.dynamic_slice_in_dim(delta_BxHxL, i * size, size,
                                              axis=2)
-      s, allowed = _logits(fn, causal, size, params, context, q_i, k_j,
-                           q_pos, k_pos, k_mask, i, j)
-      p_BxHxTxT = jnp.exp(s - lse_i[..., None])
+      s, allowed = _logits(fn, causal, size, logit_scale, params, context,
+                           q_i, k_j, q_pos, k_pos, k_mask, i, j)
+      p_BxHxTxT = jnp.where(allowed, jnp.exp(s - lse_i[..., None]), 0.0)
       dv_j += jnp.einsum('bhqs,bhqk->bhsk', p_BxHxTxT.astype(v.dtype), do_i,
                          preferred_element_type=jnp.float32)
       dp_BxHxTxT = jnp.einsum('bhqk,bhsk->bhqs', do_i, v_j,
                               preferred_element_type=jnp.float32)
-      # The gradient of the biased logits; masked ones are constants.
-      ds_BxHxTxT = jnp.where(allowed,
-                             p_BxHxTxT * (dp_BxHxTxT - delta_i[..., None]),
-                             0.0)
-      ds_low = ds_BxHxTxT.astype(q.dtype)
+      # The gradient of the biased logits (0 where masked: p is 0 there).
+      ds_BxHxTxT = p_BxHxTxT * (dp_BxHxTxT - delta_i[..., None])
+      ds_low = (ds_BxHxTxT if logit_scale == 1.0 else
+                ds_BxHxTxT * jnp.float32(logit_scale)).astype(q.dtype)
       dq_i = jnp.einsum('bhqs,bhsk->bhqk', ds_low, k_j,
                         preferred_element_type=jnp.float32)
       dq = jax.lax.dynamic_update_slice_in_dim(

@@ -31,8 +31,8 @@ Calibrated against XLA's own count on CPU (`jax.jit(train_step).lower(...)
 blocks, the train step's activations and 2P (gradients, updates) come to
 1.04 to 1.45 times XLA's temporary buffers (per block XLA holds about
 3.5 BHLL + 3 BLM + 10 BLD). `model.remat` and `model.attention='fused'` did
-not shrink them on XLA:CPU, so they count the same; on GPUs with cuDNN,
-fused attention holds no L x L weights and the estimate is an upper bound.
+not shrink them on XLA:CPU (fused runs XLA's implementation of the same
+products), so they count the same.
 Activations are counted for the global batch and the state once, whatever
 the device count.
 

@@ -81,8 +81,9 @@ class ModelConfig:
   cls_init_std: float = 0.02
   # Speed options (measured in docs/performance.md):
   matmul_dtype: str = 'float32'  # 'bfloat16': products, float32 sums.
-  # 'fused': jax.nn.dot_product_attention; 'blocked': posenc.blocked,
-  # memory linear in L (docs/performance.md says which to pick).
+  # 'fused': jax.nn.dot_product_attention (XLA's implementation);
+  # 'blocked': posenc.blocked, memory linear in L (docs/performance.md says
+  # which to pick).
   attention: str = 'einsum'
   attention_block_size: int = 512  # 'blocked': queries and keys per block.
   remat: bool = False  # Recompute each block's activations in backward.

@@ -46,6 +46,10 @@ def test_a_rerun_keeps_what_is_recorded_and_goes_on(tmp_path):
   assert again[:2] == first  # Kept, not rerun: the same timings.
   assert [(r['seq_len'], r['status']) for r in again[2:]] == [
       (128, 'estimated')] * 2
+  # A longer max_len runs what was compiled only.
+  longer = run(max_len=128, estimate_to=128)
+  assert longer[:2] == first
+  assert {r['status'] for r in longer[2:]} == {'ran'}
   other = cost.compare(out, encoding='alibi', batch=1, block_size=32,
                        run_limit_gib=20.0, max_step_s=10.0, max_len=64,
                        estimate_to=64)

@@ -170,9 +170,14 @@ class Encoding:
   @property
   def blockable(self) -> bool:
     """Whether blocked attention can run this entry: it acts without a
-    bias, or gives its bias by `pair_bias`."""
-    return ('bias' not in self.acts or
-            type(self).pair_bias is not Encoding.pair_bias)
+    bias, or its `pair_bias` is as specific as its `attention_bias` (a
+    subclass that overrides only `attention_bias` changed the bias that
+    its inherited `pair_bias` would give)."""
+    definer = lambda name: next(c for c in type(self).__mro__
+                                if name in vars(c))
+    pair = definer('pair_bias')
+    return 'bias' not in self.acts or (
+        pair is not Encoding and issubclass(pair, definer('attention_bias')))
 
   def rotate(self, config: Any, x_BxLxHxK: jax.Array,
              positions_BxL: jax.Array) -> jax.Array:
