@@ -27,7 +27,7 @@ recorded for the same setting and goes on, `--fresh` starts over), a table
 (.md) and a figure (.png); `--report_only` rebuilds the last two from the
 records.
 
-  python -m experiments.cost --compare     # about 15 minutes on 2 cores
+  python -m experiments.cost --compare     # about 8 minutes on 2 cores
 """
 
 import argparse

@@ -89,8 +89,7 @@ def _block(x, index, size, axis=2):
 
 def _logits(fn, causal, size, logit_scale, params, context, q_BxHxTxK,
             k_BxHxTxK, q_pos_BxT, k_pos_BxT, k_mask_BxT, i, j):
-  """One block's scaled, biased and masked logits, `(B, H, T, T)`, and
-  which are allowed."""
+  """One block's scaled, biased and masked logits, `(B, H, T, T)`."""
   s_BxHxTxT = jnp.einsum('bhqk,bhsk->bhqs', q_BxHxTxK, k_BxHxTxK,
                          preferred_element_type=jnp.float32)
   if logit_scale != 1.0:
@@ -102,7 +101,7 @@ def _logits(fn, causal, size, logit_scale, params, context, q_BxHxTxK,
     rows = i * size + jnp.arange(size)
     cols = j * size + jnp.arange(size)
     allowed = allowed & (rows[:, None] >= cols[None, :])
-  return jnp.where(allowed, s_BxHxTxT, BIG_NEG), allowed
+  return jnp.where(allowed, s_BxHxTxT, BIG_NEG)
 
 
 def _visible_key_blocks(causal, i, num_key_blocks):
@@ -123,11 +122,10 @@ def _forward(fn, causal, size, logit_scale, q, k, v, params, context, mask,
     def key_block(j, carry):
       max_BxHxT, sum_BxHxT, acc_BxHxTxK = carry
       k_j, v_j = _block(k, j, size), _block(v, j, size)
-      s, allowed = _logits(fn, causal, size, logit_scale, params, context,
-                           q_i, k_j, q_pos, pos_block(positions, j),
-                           pos_block(mask, j), i, j)
+      s = _logits(fn, causal, size, logit_scale, params, context, q_i, k_j,
+                  q_pos, pos_block(positions, j), pos_block(mask, j), i, j)
       max_new = jnp.maximum(max_BxHxT, s.max(axis=-1))
-      p_BxHxTxT = jnp.where(allowed, jnp.exp(s - max_new[..., None]), 0.0)
+      p_BxHxTxT = jnp.exp(s - max_new[..., None])
       correction = jnp.exp(max_BxHxT - max_new)
       sum_new = sum_BxHxT * correction + p_BxHxTxT.sum(axis=-1)
       acc = acc_BxHxTxK * correction[..., None] + jnp.einsum(
@@ -140,9 +138,13 @@ def _forward(fn, causal, size, logit_scale, q, k, v, params, context, mask,
             jnp.zeros((batch, heads, size, head_dim), jnp.float32))
     max_BxHxT, sum_BxHxT, acc = jax.lax.fori_loop(
         0, _visible_key_blocks(causal, i, num_key_blocks), key_block, init)
-    # No key allowed: output 0 (and gradient 0), not NaN.
-    sum_BxHxT = jnp.where(sum_BxHxT == 0, 1.0, sum_BxHxT)
-    return acc / sum_BxHxT[..., None], max_BxHxT + jnp.log(sum_BxHxT)
+    # A masked logit is the float32 minimum, so its weight is exactly 0
+    # unless every key of the row is masked: then the row's output is 0 and
+    # its log-sum-exp +inf, which gives its keys weight 0 in the backward
+    # pass too.
+    empty = max_BxHxT == BIG_NEG
+    return (jnp.where(empty[..., None], 0.0, acc / sum_BxHxT[..., None]),
+            jnp.where(empty, jnp.inf, max_BxHxT + jnp.log(sum_BxHxT)))
 
   out_NxBxHxTxK, lse_NxBxHxT = jax.lax.map(query_block,
                                            jnp.arange(length // size))
@@ -193,9 +195,9 @@ def _attend_bwd(fn, causal, size, logit_scale, residuals, d_out):
       lse_i = jax.lax.dynamic_slice_in_dim(lse, i * size, size, axis=2)
       delta_i = jax.lax.dynamic_slice_in_dim(delta_BxHxL, i * size, size,
                                              axis=2)
-      s, allowed = _logits(fn, causal, size, logit_scale, params, context,
-                           q_i, k_j, q_pos, k_pos, k_mask, i, j)
-      p_BxHxTxT = jnp.where(allowed, jnp.exp(s - lse_i[..., None]), 0.0)
+      s = _logits(fn, causal, size, logit_scale, params, context, q_i, k_j,
+                  q_pos, k_pos, k_mask, i, j)
+      p_BxHxTxT = jnp.exp(s - lse_i[..., None])  # 0 where masked.
       dv_j += jnp.einsum('bhqs,bhqk->bhsk', p_BxHxTxT.astype(v.dtype), do_i,
                          preferred_element_type=jnp.float32)
       dp_BxHxTxT = jnp.einsum('bhqk,bhsk->bhqs', do_i, v_j,
