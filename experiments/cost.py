@@ -186,8 +186,7 @@ def compare(out: pathlib.Path, *, encoding: str, batch: int, max_len: int,
   complete = [n for n in {r['seq_len'] for r in done}
               if sum(r['seq_len'] == n for r in done) == len(PATHS)]
   done = [r for r in done if r['seq_len'] in complete]
-  records_path.write_text(''.join(json.dumps(r) + '\n' for r in done))
-  while sum(r['seq_len'] == seq_len for r in done) == len(PATHS):
+  while seq_len in complete:  # The recorded lengths from 64 on, no gap.
     for r in done:
       if r['seq_len'] == seq_len and r['status'] == 'ran':
         predicted[r['attention']] = 4 * r['step_s']
@@ -195,6 +194,7 @@ def compare(out: pathlib.Path, *, encoding: str, batch: int, max_len: int,
         stopped[r['attention']] = r['reason']
     records += [r for r in done if r['seq_len'] == seq_len]
     seq_len *= 2
+  records_path.write_text(''.join(json.dumps(r) + '\n' for r in records))
   while seq_len <= max(max_len, estimate_to):
     if seq_len > max_len:
       stopped = {p: stopped.get(p, f'compile only past {max_len:,}')

@@ -217,9 +217,10 @@ def _attend_bwd(fn, causal, size, logit_scale, residuals, d_out):
         dp_acc = jax.tree.map(jnp.add, dp_acc, pull(ds_BxHxTxT)[0])
       return dk_j, dv_j, dq, dp_acc
 
+    zeros = jnp.zeros(k_j.shape, jnp.float32)
+
     def compute(carry):
       dq, d_params = carry
-      zeros = jnp.zeros(k_j.shape, jnp.float32)
       # Query blocks that see key block j: all, or with `causal` from j on.
       first = j if causal else 0
       dk_j, dv_j, dq, d_params = jax.lax.fori_loop(
@@ -227,7 +228,6 @@ def _attend_bwd(fn, causal, size, logit_scale, residuals, d_out):
       return (dq, d_params), (dk_j, dv_j)
 
     def skip(carry):
-      zeros = jnp.zeros(k_j.shape, jnp.float32)
       return carry, (zeros, zeros)
 
     return jax.lax.cond(j < num_key_blocks, compute, skip,
