@@ -1,6 +1,6 @@
-"""PNG figures of the studies, drawn from their records only."""
+"""PNG figures of the studies, drawn from their records only: means over
+seeds with 95% intervals (experiments/stats.py)."""
 
-import collections
 import pathlib
 
 import matplotlib
@@ -10,162 +10,117 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from experiments import analysis
+from experiments import stats
 
 # Greydanus (2020), MNIST-1D test accuracy: (plain, shuffled).
 PUBLISHED_MNIST1D = {'logistic regression': (0.32, 0.32), 'MLP': (0.68, 0.68),
                      'CNN': (0.94, 0.56), 'GRU': (0.91, 0.57)}
 
 
-def mean_std(values) -> tuple[float, float]:
-  values = np.asarray(values, np.float64)
-  std = values.std(ddof=1) if len(values) > 1 else 0.0
-  return float(values.mean()), float(std)
-
-
-def group(records, keys, value):
-  """{tuple of key values: [value of each seed]}, in first-seen order."""
-  out = collections.defaultdict(list)
-  for r in records:
-    if value in r:
-      out[tuple(r[k] for k in keys)].append(r[value])
-  return out
-
-
 def _save(fig, path: pathlib.Path) -> None:
   fig.tight_layout()
+  path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=110)
   plt.close(fig)
 
 
-def tasks(records, path: pathlib.Path) -> None:
-  """Accuracy of every encoding on every task (bars: mean, lines: std)."""
-  metric = lambda r: 'test_accuracy' if 'test_accuracy' in r else (
-      'eval_accuracy')
-  values = collections.defaultdict(list)
-  for r in records:
-    values[(r['task'], r['encoding'])].append(r[metric(r)])
-  task_names = list(dict.fromkeys(r['task'] for r in records))
-  encodings = list(dict.fromkeys(r['encoding'] for r in records))
-  panels = [[t for t in task_names if not t.startswith('mnist1d')],
-            [t for t in task_names if t.startswith('mnist1d')]]
-  panels = [p for p in panels if p]
-  fig, axes = plt.subplots(len(panels), 1, figsize=(13, 3.6 * len(panels)),
+def _curve(ax, xs, per_x: list[list[float]], **style) -> None:
+  """Mean and 95% band of the values at each x."""
+  intervals = [stats.interval(v) for v in per_x]
+  mean = np.array([i.mean for i in intervals]) * 100
+  ax.plot(xs, mean, **style)
+  if all(i.n > 1 for i in intervals):
+    ax.fill_between(xs, [i.low * 100 for i in intervals],
+                    [i.high * 100 for i in intervals], alpha=0.15,
+                    color=ax.lines[-1].get_color(), linewidth=0)
+
+
+def depth(records, path: pathlib.Path, probe: str = 'ridge') -> None:
+  """Per task: `probe` accuracy against layer, each variant trained (solid)
+  and untrained (dashed, same colour); chance as a grey line."""
+  tasks = list(dict.fromkeys(r['task'] for r in records))
+  variants = list(dict.fromkeys(r['variant'] for r in records))
+  colours = dict(zip(variants, plt.cm.tab10.colors))
+  fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2),
                            squeeze=False)
-  width = 0.8 / len(encodings)
-  for ax, names in zip(axes[:, 0], panels):
-    for j, encoding in enumerate(encodings):
-      stats = [mean_std(values[(t, encoding)]) if values[(t, encoding)]
-               else (np.nan, 0.0) for t in names]
-      x = np.arange(len(names)) + (j - len(encodings) / 2 + 0.5) * width
-      ax.bar(x, [s[0] for s in stats], width, yerr=[s[1] for s in stats],
-             label=encoding, capsize=2)
-    ax.set_xticks(np.arange(len(names)), names, fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel('accuracy (test where there is one)')
-    ax.grid(axis='y', alpha=0.3)
-    if names[0].startswith('mnist1d'):
-      for (name, (plain, shuffled)), style in zip(
-          PUBLISHED_MNIST1D.items(), (':', '-.', '--', '-')):
-        for k, t in enumerate(names):
-          acc = shuffled if 'shuffled' in t else plain
-          ax.hlines(acc, k - 0.45, k + 0.45, colors='black',
-                    linestyles=style, linewidth=0.8,
-                    label=f'{name} (published)' if k == 0 else None)
-  for ax in axes[:, 0]:  # Beside the bars, not over them.
-    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
-  axes[0, 0].set_title('Which encoding, on which task (mean and std over '
-                       'seeds)')
-  _save(fig, path)
-
-
-def depth(records, path: pathlib.Path) -> None:
-  """Probe accuracy for absolute position against layer, per depth."""
-  depths = sorted({r['depth'] for r in records})
-  encodings = list(dict.fromkeys(r['encoding'] for r in records))
-  values = group(records, ('depth', 'encoding', 'layer'), 'probe_accuracy')
-  fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.6),
-                           squeeze=False, sharey=True)
-  for ax, d in zip(axes[0], depths):
-    for encoding in encodings:
-      layers = np.arange(d + 1)
-      stats = np.array([mean_std(values[(d, encoding, l)]) for l in layers])
-      ax.plot(layers, stats[:, 0], marker='o', markersize=3, label=encoding)
-      ax.fill_between(layers, stats[:, 0] - stats[:, 1],
-                      stats[:, 0] + stats[:, 1], alpha=0.2)
-    seq_len = 10  # The argmax task's length (chance 1/10).
-    ax.axhline(1 / seq_len, color='grey', linestyle=':', label='chance')
-    ax.set_title(f'{d} blocks')
-    ax.set_xlabel('layer (0: embeddings, k: after block k)')
-    ax.set_xticks(np.arange(d + 1))
-    ax.set_ylim(0, 1.02)
-  axes[0, 0].set_ylabel('linear probe accuracy (position)')
-  axes[0, -1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+  for ax, task in zip(axes[0], tasks):
+    rows = [r for r in records if r['task'] == task]
+    length = None
+    for variant in variants:
+      for trained in (True, False):
+        chosen = [r for r in rows if r['variant'] == variant
+                  and r['trained'] == trained]
+        if not chosen:
+          continue
+        layers = sorted({r['layer'] for r in chosen})
+        _curve(ax, layers, [[r[probe] for r in chosen if r['layer'] == layer]
+                            for layer in layers],
+               color=colours[variant], linestyle='-' if trained else '--',
+               marker='o' if trained else None, markersize=3,
+               label=variant if trained else None)
+    length = {'argmax': 10, 'digits': 64}.get(task)
+    if length:
+      ax.axhline(100 / length, color='grey', linewidth=0.8)
+    ax.set(title=f'{task}: {probe} probe for position (dashed: untrained)',
+           xlabel='layer (0: input)', ylabel='held-out accuracy (%)',
+           ylim=(0, 102))
+  axes[0][-1].legend(fontsize=7, loc='lower left')
   _save(fig, path)
 
 
 def lengths(records, path: pathlib.Path) -> None:
-  """Accuracy against evaluation length, per task, per variant."""
-  task_names = list(dict.fromkeys(r['task'] for r in records))
-  variants = list(dict.fromkeys(r['variant'] for r in records))
-  values = group(records, ('task', 'variant', 'eval_len'), 'accuracy')
-  fig, axes = plt.subplots(1, len(task_names), squeeze=False, sharey=True,
-                           figsize=(4.4 * len(task_names), 3.8))
-  for ax, task in zip(axes[0], task_names):
+  """Accuracy against evaluation length, one panel per task and masking."""
+  records = [r for r in records if r['data'] == 'synthetic']
+  panels = sorted({(r['task'], r['causal']) for r in records})
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5),
+                           squeeze=False)
+  for ax, (task, causal) in zip(axes[0], panels):
+    rows = [r for r in records if r['task'] == task and r['causal'] == causal]
+    variants = list(dict.fromkeys(r['variant'] for r in rows))
+    cycle = plt.cm.tab20.colors
     for k, variant in enumerate(variants):
-      lens = sorted({r['eval_len'] for r in records})
-      stats = np.array([mean_std(values[(task, variant, n)]) for n in lens])
-      ax.errorbar(lens, stats[:, 0], yerr=stats[:, 1],
-                  marker='os^vD<>p*'[k % 9],
-                  markersize=4, capsize=2, label=variant,
-                  linestyle='-' if k < 5 else '--')
-    train_len = records[0]['train_len']
-    ax.axvline(train_len, color='grey', linestyle=':', linewidth=0.8)
-    ax.axhline(0.5, color='grey', linestyle=':', linewidth=0.8)
-    ax.set_xscale('log', base=2)
-    ax.set_xticks(lens, [str(n) for n in lens])
-    ax.set_title(f'{task} (trained on {train_len // 2}..{train_len})')
-    ax.set_xlabel('evaluation length')
-    ax.set_ylim(0.4, 1.02)
-  axes[0, 0].set_ylabel('accuracy')
-  axes[0, -1].legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+      chosen = [r for r in rows if r['variant'] == variant]
+      xs = sorted({r['eval_len'] for r in chosen})
+      _curve(ax, xs, [[r['accuracy'] for r in chosen if r['eval_len'] == x]
+                      for x in xs], color=cycle[k % 20],
+             linestyle='-' if k < 10 else '--', marker='o', markersize=3,
+             label=variant)
+    train_len = rows[0]['train_len']
+    ax.axvline(train_len, color='grey', linewidth=0.8)
+    ax.axhline(50, color='grey', linewidth=0.8, linestyle=':')
+    ax.set(title=f'{task}, {"causal" if causal else "bidirectional"}',
+           xscale='log', xlabel='evaluation length (trained on L/2..L)',
+           ylabel='accuracy (%)', ylim=(40, 101))
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.legend(fontsize=6, ncol=2, loc='lower left')
   _save(fig, path)
 
 
-def tables(learned: dict[str, np.ndarray], initial: dict[str, np.ndarray],
-           orders: dict[str, np.ndarray], path: pathlib.Path) -> None:
-  """For seed 0 of each task: cosine similarity of the trained table's rows,
-  of the change training made (trained - initial), and the change's first
-  principal components. `initial` has the same keys as `learned`."""
-  first_seed = str(min(int(k.rsplit('/', 1)[1]) for k in learned))
-  panels = []
-  for key, table in learned.items():
-    task, seed = key.rsplit('/', 1)
-    if seed != first_seed or task in analysis.BINARY_TASKS[2:] or (
-        ' p4' in task and 'tuned' not in task):
-      continue  # Enough panels: two binary tasks, MNIST-1D mostly at p1.
-    panels.append((task, table, table - initial[key]))
-    if task in orders:
-      rows = orders[task]
-      panels.append((f'{task}, signal order', table[rows],
-                     (table - initial[key])[rows]))
-  fig, axes = plt.subplots(3, len(panels), figsize=(3.0 * len(panels), 9),
+def tasks(records, path: pathlib.Path) -> None:
+  """Test accuracy per task (panels) and encoding (bars), with intervals."""
+  names = list(dict.fromkeys(r['task'] for r in records))
+  encodings = list(dict.fromkeys(r['encoding'] for r in records))
+  cols = min(4, len(names))
+  rows_n = -(-len(names) // cols)
+  fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.2 * rows_n),
                            squeeze=False)
-  for k, (title, table, change) in enumerate(panels):
-    for row, (t, what) in enumerate(((table, 'trained'), (change, 'change'))):
-      image = axes[row, k].imshow(analysis.cosine_similarity(t), vmin=-1,
-                                  vmax=1, cmap='RdBu_r')
-      axes[row, k].set_title(f'{title}: {what}', fontsize=7)
-    coords, explained = analysis.principal_components(change)
-    for c in range(coords.shape[1]):
-      axes[2, k].plot(coords[:, c], label=f'PC{c + 1} ({explained[c]:.0%})')
-    axes[2, k].set_xlabel('position')
-    axes[2, k].legend(fontsize=6)
-  axes[0, 0].set_ylabel('cosine, trained table')
-  axes[1, 0].set_ylabel('cosine, change in training')
-  axes[2, 0].set_ylabel('change: principal components')
-  fig.colorbar(image, ax=axes[:2, -1], fraction=0.046)
-  fig.savefig(path, dpi=110, bbox_inches='tight')
-  plt.close(fig)
+  for ax, name in zip(axes.flat, names):
+    means, errors, labels = [], [], []
+    for e in encodings:
+      values = [r['test_accuracy'] for r in records
+                if r['task'] == name and r['encoding'] == e]
+      if values:
+        i = stats.interval(values)
+        means.append(i.mean * 100)
+        errors.append(0 if i.n == 1 else i.half_width * 100)
+        labels.append(e)
+    ax.barh(range(len(means)), means, xerr=errors, color='tab:blue')
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(title=name, xlabel='test accuracy (%)', xlim=(0, 100))
+  for ax in list(axes.flat)[len(names):]:
+    ax.axis('off')
+  _save(fig, path)
 
 
 def cost(records, path: pathlib.Path, memory_gib: float,
@@ -204,3 +159,34 @@ def cost(records, path: pathlib.Path, memory_gib: float,
   axes[0].set_title(f'Batch {batch}, d=64, 4 heads, 2 encoder blocks')
   axes[1].set_title('open markers: compiled, not run')
   _save(fig, path)
+
+
+def tables(records, path: pathlib.Path) -> None:
+  """For the first seed of each task with kept tables: cosine similarity
+  of the trained table's rows, of the change training made (trained -
+  initial), and the change's first principal components."""
+  panels = []
+  for r in records:
+    if 'tables' in r:
+      trained = np.asarray(r['tables']['trained'])
+      panels.append((r['task'], trained,
+                     trained - np.asarray(r['tables']['initial'])))
+  fig, axes = plt.subplots(3, len(panels), figsize=(3.0 * len(panels), 9),
+                           squeeze=False)
+  for k, (title, table, change) in enumerate(panels):
+    for row, (t, what) in enumerate(((table, 'trained'), (change, 'change'))):
+      image = axes[row, k].imshow(analysis.cosine_similarity(t), vmin=-1,
+                                  vmax=1, cmap='RdBu_r')
+      axes[row, k].set_title(f'{title}: {what}', fontsize=7)
+    coords, explained = analysis.principal_components(change)
+    for c in range(coords.shape[1]):
+      axes[2, k].plot(coords[:, c], label=f'PC{c + 1} ({explained[c]:.0%})')
+    axes[2, k].set_xlabel('position')
+    axes[2, k].legend(fontsize=6)
+  axes[0, 0].set_ylabel('cosine, trained table')
+  axes[1, 0].set_ylabel('cosine, change in training')
+  axes[2, 0].set_ylabel('change: principal components')
+  fig.colorbar(image, ax=axes[:2, -1], fraction=0.046)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=110, bbox_inches='tight')
+  plt.close(fig)

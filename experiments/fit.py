@@ -150,6 +150,18 @@ def train(configs: list[ml_collections.ConfigDict], seeds: list[int], *,
              train_seconds=time.perf_counter() - start)
 
 
+def untrained(run: Run) -> Run:
+  """The run's twin before its first step: the same initial parameters
+  (`train`'s keys), no training."""
+  keys = jnp.stack([jax.random.split(jax.random.key(seed))[0]
+                    for seed in run.seeds])
+  state = init_states(run.config, run.model,
+                      run.datasets[0].example_inputs(), keys)
+  return dataclasses.replace(
+      run, params=jax.device_get(state.params),
+      epoch_loss=np.zeros((0, len(run.seeds))), train_seconds=0.0)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _eval_batch(model: models.EncoderClassifier, params: Any,
                 batch: Batch) -> dict[str, jax.Array]:

@@ -1,36 +1,45 @@
-"""The generated part of docs/results.md, rendered from the studies' records."""
+"""The generated part of docs/results.md, rendered from the studies' records.
+
+Every cell is a mean over seeds with the half-width of its 95% t interval
+(`m ± h`); differences between encodings are paired over shared seeds, and
+a difference is marked * when its interval excludes zero.
+"""
 
 import os
 import pathlib
 
+import numpy as np
 
 from experiments import figures
+from experiments import records as records_lib
+from experiments import stats
 
 BEGIN = ('<!-- results:begin (written by `python -m experiments.run`; '
          'edits between these markers are overwritten) -->')
 END = '<!-- results:end -->'
 
 
-def _cell(values, scale: float = 100.0, digits: int = 1) -> str:
-  if not values:
-    return '–'
-  mean, std = figures.mean_std(values)
-  if len(values) == 1:
-    return f'{mean * scale:.{digits}f}'
-  return f'{mean * scale:.{digits}f} ± {std * scale:.{digits}f}'
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
   lines = ['| ' + ' | '.join(header) + ' |',
            '|' + '---|' * len(header)]
-  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
-  return lines + ['']
+  return lines + ['| ' + ' | '.join(row) + ' |' for row in rows] + ['']
+
+
+def _cell(values) -> str:
+  values = list(values)
+  return stats.interval(values).format() if values else '–'
+
+
+def _diff(a: dict, b: dict) -> str:
+  """a - b, paired over shared seeds, in points; * if it excludes 0."""
+  if not set(a) & set(b):
+    return '–'
+  i = stats.paired(a, b)
+  return i.format() + ('*' if i.excludes_zero() else '')
 
 
 def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
             alt: str) -> list[str]:
-  """An image link to out/figures/<name>.png, relative to the directory
-  `links` of the document it goes into."""
   path = out / 'figures' / f'{name}.png'
   if not path.exists():
     return []
@@ -38,214 +47,255 @@ def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
   return [f'![{alt}]({link})', '']
 
 
+def _point(point: dict) -> str:
+  text = f'{point["learning_rate"]:g}'
+  if 'posemb_init_std' in point:
+    text += f', std {point["posemb_init_std"]:g}'
+  return text
+
+
 def _tasks(records, out, links) -> list[str]:
-  metric = lambda r: r.get('test_accuracy', r.get('eval_accuracy'))
-  values = figures.group(
-      [dict(r, acc=metric(r)) for r in records], ('task', 'encoding'), 'acc')
-  task_names = list(dict.fromkeys(r['task'] for r in records))
-  encodings = list(dict.fromkeys(r['encoding'] for r in records
-                                 if 'tuned' not in r['task']))
+  final = [r for r in records if r.get('kind') == 'task']
+  if not final:
+    return []
+  figures.tasks(final, out / 'figures' / 'tasks.png')
   lines = ['### 1. Which encoding, on which task', '',
-           'Accuracy (%, mean ± std over seeds) on the held-out split: '
-           '`eval` for the synthetic suite (sequences of 10 steps, 16 '
-           'features), `test` for ListOps and MNIST-1D (read once, after '
-           'training). Encoder: d=64, 4 heads, 2 blocks, MLP 256, Adam 2e-3.',
-           '']
-  rows = [[t] + [_cell(values.get((t, e), [])) for e in encodings]
-          for t in task_names if 'tuned' not in t]
-  lines += _table(['task'] + [f'`{e}`' for e in encodings], rows)
-  mnist = [t for t in task_names if t.startswith('mnist1d')]
-  if mnist:
-    lines += ['MNIST-1D beside the published rows (Greydanus 2020, test '
-              'accuracy %). `p1`: one step per token (40 tokens), `p4`: '
-              'patches of 4 steps (10 tokens); `tuned`: `configs/mnist1d.py` '
-              '(4 blocks, dropout 0.2, 60 epochs; chosen on the validation '
-              'split).', '']
-    columns = [('mnist1d p1', 'mnist1d_shuffled p1'),
-               ('mnist1d p4', 'mnist1d_shuffled p4')]
-    rows = []
+           'Test accuracy (%, mean ± 95% interval over seeds; the test split '
+           'read once, after training). Each encoding was tuned on each group '
+           'of tasks on the validation split (learning rate, and for tables '
+           'the initial scale: the chosen point is the last column). Class '
+           'token, d=64, 4 heads, 2 blocks. `Δ learned`: the paired '
+           'difference to `learned` on the same seeds, mean over the group\'s '
+           'tasks (* : its interval excludes zero).', '']
+  for group in dict.fromkeys(r['group'] for r in final):
+    rows = [r for r in final if r['group'] == group]
+    names = list(dict.fromkeys(r['task'] for r in rows))
+    encodings = list(dict.fromkeys(r['encoding'] for r in rows))
+
+    def mean_by_seed(e):
+      per = {}
+      for r in rows:
+        if r['encoding'] == e:
+          per.setdefault(r['seed'], []).append(r['test_accuracy'])
+      return {s: float(np.mean(v)) for s, v in per.items()
+              if len(v) == len(names)}
+    body = []
     for e in encodings:
-      row = [f'posenc `{e}`']
-      for plain, shuffled in columns:
-        a, b = values.get((plain, e), []), values.get((shuffled, e), [])
-        drop = ([x - y for x, y in zip(a, b)] if a and b else [])
-        row += [_cell(a), _cell(b), _cell(drop)]
-      rows.append(row)
-    tuned = [t for t in task_names if 'tuned' in t]
-    for t in tuned:
-      e = next(r['encoding'] for r in records if r['task'] == t)
-      rows.append([f'posenc `{e}`, tuned'] + ['–'] * 3
-                  + [_cell(values[(t, e)]), '–', '–'])
-    for name, (plain, shuffled) in figures.PUBLISHED_MNIST1D.items():
-      cells = [f'{plain * 100:.0f}', f'{shuffled * 100:.0f}',
-               f'{(plain - shuffled) * 100:.0f}']
-      rows.append([f'{name} (published)'] + cells + cells)
-    lines += _table(['model', 'p1 plain', 'p1 shuffled', 'p1 cost of '
-                     'shuffling', 'p4 plain', 'p4 shuffled',
-                     'p4 cost of shuffling'], rows)
-  lines += _figure(out, links, 'tasks', 'accuracy of every encoding on every '
-                   'task')
-  return lines
+      chosen = [r for r in rows if r['encoding'] == e]
+      body.append([f'`{e}`'] + [
+          _cell(r['test_accuracy'] for r in chosen if r['task'] == t)
+          for t in names] + [
+              _diff(mean_by_seed(e), mean_by_seed('learned'))
+              if e != 'learned' else '', _point(chosen[0]['point'])])
+    lines += [f'**{group}**', '']
+    lines += _table(['encoding'] + names + ['Δ learned', 'lr, init'], body)
+  shuffles = [(plain, f'{plain}_shuffled') for plain in ('mnist1d', 'digits')
+              if any(r['task'] == plain for r in final)]
+  if shuffles:
+    lines += ['What one fixed permutation of the steps costs each encoding '
+              '(plain minus shuffled test accuracy, paired over seeds). '
+              'Without positions (`none`) the two are the same computation '
+              'summed in another order: its row is the float noise floor.',
+              '']
+    body = []
+    for e in dict.fromkeys(r['encoding'] for r in final):
+      cells = []
+      for plain, shuffled in shuffles:
+        a = stats.by_seed(final, 'test_accuracy', task=plain, encoding=e)
+        b = stats.by_seed(final, 'test_accuracy', task=shuffled, encoding=e)
+        cells.append(_diff(a, b))
+      body.append([f'`{e}`'] + cells)
+    lines += _table(['encoding'] + [f'{p}: plain - shuffled'
+                                    for p, _ in shuffles], body)
+  return lines + _figure(out, links, 'tasks', 'Study 1: test accuracy')
 
 
 def _depth(records, out, links) -> list[str]:
-  values = figures.group(records, ('depth', 'encoding', 'layer'),
-                         'probe_accuracy')
-  # task_accuracy is repeated on every layer's record: once per seed.
-  task = figures.group([r for r in records if r['layer'] == 0],
-                       ('depth', 'encoding'), 'task_accuracy')
-  depths = sorted({r['depth'] for r in records})
-  encodings = list(dict.fromkeys(r['encoding'] for r in records))
+  rows = [r for r in records if r.get('kind') == 'probe']
+  if not rows:
+    return []
+  figures.depth(rows, out / 'figures' / 'depth.png', 'ridge')
+  figures.depth(rows, out / 'figures' / 'depth_mlp.png', 'mlp')
   lines = ['### 2. Does position survive depth?', '',
-           'Each model is trained on `argmax` (10 steps); then a ridge '
-           'regression (closed form) on one layer\'s hidden state of each '
-           'token predicts the token\'s position (10 classes, chance 10%), '
-           'fitted on training sequences and scored on held-out ones. '
-           'Layer 0 is the input to the first block (positions added, if '
-           'any); layer k the output of block k. Probe accuracy %:', '']
-  header = ['encoding']
-  for d in depths:
-    header += [f'{d} blocks: layer 0', f'middle ({d // 2})', f'last ({d})',
-               'task acc.']
-  rows = []
-  for e in encodings:
-    row = [f'`{e}`']
-    for d in depths:
-      row += [_cell(values.get((d, e, l), [])) for l in (0, d // 2, d)]
-      row.append(_cell(task.get((d, e), [])))
-    rows.append(row)
-  lines += _table(header, rows)
-  lines += _figure(out, links, 'depth', 'probe accuracy against layer')
+           'Held-out accuracy (%) of probes for each token\'s absolute '
+           'position, at the input (layer 0) and after the last block, '
+           'trained and untrained (the same initial parameters, no step). '
+           '`selectivity`: the MLP probe\'s accuracy minus its accuracy on '
+           'the control task (a random position per content type; Hewitt '
+           'and Liang 2019), after the last block. `share`: the variance '
+           'the position alone explains at the input. `task`: validation '
+           'accuracy.', '']
+  for task in dict.fromkeys(r['task'] for r in rows):
+    chosen = [r for r in rows if r['task'] == task]
+    last = max(r['layer'] for r in chosen)
+    body = []
+    for variant in dict.fromkeys(r['variant'] for r in chosen):
+      def cell(field, layer, trained, variant=variant):
+        return _cell(r[field] for r in chosen if r['variant'] == variant
+                     and r['layer'] == layer and r['trained'] == trained)
+      mine = [r for r in chosen if r['variant'] == variant and r['trained']
+              and r['layer'] == last]
+      body.append([
+          variant, cell('ridge', 0, True), cell('ridge', last, True),
+          cell('ridge', last, False), cell('mlp', last, True),
+          cell('mlp', last, False),
+          _cell(r['mlp'] - r['mlp_control'] for r in mine),
+          cell('position_share', 0, True), _cell(r['task_accuracy']
+                                                 for r in mine)])
+    lines += [f'**{task}** ({chosen[0]["num_layers"]} blocks)', '']
+    lines += _table(['variant', 'linear, input', f'linear, layer {last}',
+                     'untrained', f'MLP, layer {last}', 'untrained',
+                     'selectivity', 'share', 'task'], body)
+  return lines + _figure(out, links, 'depth', 'Study 2: linear probes') + (
+      _figure(out, links, 'depth_mlp', 'Study 2: MLP probes'))
+
+
+def _lengths(records, tasks, out, links) -> list[str]:
+  rows = [r for r in records if r.get('kind') == 'length']
+  grid = [r for r in tasks if r.get('kind') == 'task'
+          and 'test_accuracy_16x16' in r]
+  if not rows and not grid:
+    return []
+  lines = ['### 3. Lengths', '']
+  synthetic = [r for r in rows if r['data'] == 'synthetic']
+  if synthetic:
+    figures.lengths(synthetic, out / 'figures' / 'lengths.png')
+    evals = sorted({r['eval_len'] for r in synthetic})
+    lines += ['Accuracy (%) on sequences of exactly each length, mean of '
+              "'before' and 'sorted' per seed, then over seeds (± 95% "
+              f'interval). Trained on {synthetic[0]["train_len"] // 2} to '
+              f'{synthetic[0]["train_len"]} steps.', '']
+    body = []
+    for variant in dict.fromkeys(r['variant'] for r in synthetic):
+      cells = []
+      for length in evals:
+        per = {}
+        for r in synthetic:
+          if r['variant'] == variant and r['eval_len'] == length:
+            per.setdefault(r['seed'], []).append(r['accuracy'])
+        cells.append(_cell(np.mean(v) for v in per.values()))
+      body.append([variant] + cells)
+    lines += _table(['variant'] + [str(x) for x in evals], body)
+    lines += _figure(out, links, 'lengths', 'Study 3: accuracy by length')
+  vowels = [r for r in rows if r['data'] == 'vowels' and r['split'] == 'test']
+  if vowels:
+    lines += ['JapaneseVowels trained on utterances of at most 15 frames, '
+              'test accuracy (%) on those of 16 to 29:', '']
+    lines += _table(['encoding', 'test, 16-29 frames'], [
+        [f'`{e}`', _cell(r['accuracy'] for r in vowels if r['variant'] == e)]
+        for e in dict.fromkeys(r['variant'] for r in vowels)])
+  if grid:
+    lines += ['Digits in 2 x 2 patches, trained at 8 x 8 pixels (a 4 x 4 '
+              'grid) and tested at 16 x 16 (8 x 8), test accuracy (%); '
+              'tables resampled by each method (study 1\'s digits2d runs):',
+              '']
+    body = []
+    for e in dict.fromkeys(r['encoding'] for r in grid):
+      mine = [r for r in grid if r['encoding'] == e]
+      for method in mine[0]['test_accuracy_16x16']:
+        body.append([f'`{e}`' + ('' if method == 'none' else f', {method}'),
+                     _cell(r['test_accuracy'] for r in mine),
+                     _cell(r['test_accuracy_16x16'][method] for r in mine)])
+    lines += _table(['encoding', '8 x 8', '16 x 16'], body)
   return lines
 
 
-def _lengths(records, out, links) -> list[str]:
-  values = figures.group(records, ('variant', 'task', 'eval_len'), 'accuracy')
-  variants = list(dict.fromkeys(r['variant'] for r in records))
-  task_names = list(dict.fromkeys(r['task'] for r in records))
-  lens = sorted({r['eval_len'] for r in records})
-  train_len = records[0]['train_len']
-  lines = ['### 3. Lengths', '',
-           f'Trained on lengths {train_len // 2}..{train_len} (padded, '
-           f'masked), evaluated at {", ".join(map(str, lens))} (chance 50%). '
-           '`learned (slice)`: a table of '
-           f'{4 * train_len} rows whose rows past {train_len} are never '
-           'trained; `learned (resample)`: a table of '
-           f'{train_len} rows, linearly resampled to the evaluation length; '
-           '`(randomized)`: trained on sorted random positions from '
-           f'0..{4 * train_len - 1} (Ruoss et al., 2023). Accuracy %:', '']
-  header = ['variant'] + [f'{t} @{n}' for t in task_names for n in lens]
-  rows = [[v] + [_cell(values.get((v, t, n), [])) for t in task_names
-                 for n in lens] for v in variants]
-  lines += _table(header, rows)
-  lines += _figure(out, links, 'lengths', 'accuracy against evaluation length')
-  return lines
-
-
-def _tables(records, out, links) -> list[str]:
-  keys = list(dict.fromkeys((r['task'], r['order']) for r in records))
+def _tables(tasks, out, links) -> list[str]:
+  rows = [r for r in tasks if r.get('kind') == 'task' and 'moved' in r]
+  if not rows:
+    return []
+  figures.tables(rows, out / 'figures' / 'tables.png')
   lines = ['### 4. What the learned table learns', '',
-           'The learned tables of study 1: how far training moved each '
-           'from its initial N(0, 1) draw (norm of the change over the '
-           'initial norm, %); mean cosine similarity of neighbouring rows '
-           'and of rows at least half the table apart, of the trained table '
-           'and of the change alone (trained - initial); and the variance '
-           'explained by the first three principal components, trained and '
-           'initial (%, mean ± std over seeds). For shuffled MNIST-1D at one '
-           'step per token the rows are also taken in signal order (the row '
-           'of step k of the original signal).', '']
-  rows = []
-  pcs = lambda rs, key: ' / '.join(
-      _cell([r[key][c] for r in rs], digits=0) for c in range(3))
-  for task, order in keys:
-    rs = [r for r in records if r['task'] == task and r['order'] == order]
-    rows.append([task, order, str(rs[0]['rows']),
-                 _cell([r['moved'] for r in rs]),
-                 _cell([r['neighbour_cosine'] for r in rs], 1, 2),
-                 _cell([r['far_cosine'] for r in rs], 1, 2),
-                 _cell([r['delta_neighbour_cosine'] for r in rs], 1, 2),
-                 _cell([r['delta_far_cosine'] for r in rs], 1, 2),
-                 pcs(rs, 'explained_variance_3'),
-                 pcs(rs, 'initial_explained_variance_3')])
-  lines += _table(['task', 'row order', 'rows', 'moved', 'neighbour cos',
-                   'far cos', 'change: neighbour cos', 'change: far cos',
-                   'PC1/2/3 %', 'PC1/2/3 % before training'], rows)
-  lines += _figure(out, links, 'tables', 'cosine similarity of learned '
-                   'position vectors and their principal components')
-  return lines
+           'The learned tables of study 1 (at their tuned initial scale): '
+           'how far training moved each (norm of the change over the '
+           'initial norm, %); mean cosine similarity of neighbouring rows and '
+           'of rows at least half the table apart, of the trained table and '
+           'of the change alone (trained - initial); the variance the '
+           'change\'s first principal component explains (%). For shuffled '
+           'data, also with the rows in the signal\'s order.', '']
+  body = []
+  for task in dict.fromkeys(r['task'] for r in rows):
+    mine = [r for r in rows if r['task'] == task]
+    for prefix in ('', 'signal_'):
+      if prefix + 'table' not in mine[0]:
+        continue
+      get = lambda part, key: _cell(r[prefix + part][key] for r in mine)
+      body.append([task + (', signal order' if prefix else ''),
+                   _point(mine[0]['point']),
+                   _cell(r['moved'] for r in mine),
+                   get('table', 'neighbour_cosine'),
+                   get('table', 'far_cosine'),
+                   get('change', 'neighbour_cosine'),
+                   get('change', 'far_cosine'),
+                   _cell(r[prefix + 'change']['explained_variance_3'][0]
+                         for r in mine)])
+  lines += _table(['task', 'lr, init', 'moved', 'neighbour cos (x100)',
+                   'far cos (x100)', 'change: neighbour', 'change: far',
+                   'change: PC1'], body)
+  return lines + _figure(out, links, 'tables', 'cosine similarity of '
+                         'learned position vectors and their change')
 
 
-def _gib(x: float) -> str:
-  return f'{x:.0f} GiB' if x >= 10 else f'{x:.2g} GiB'
+def _hours(study: str, rows: list[dict], meta: dict) -> float:
+  """Seconds its units took (the records' own, else run.json's)."""
+  seconds = dict(meta.get('seconds', {}).get(study, {}))
+  for r in rows:
+    if 'unit_seconds' in r:
+      seconds[r['unit']] = r['unit_seconds']
+  units = {r['unit'] for r in rows}
+  return sum(v for k, v in seconds.items() if k in units) / 3600
 
 
-def _cost(records, meta, out, links) -> list[str]:
-  encodings = list(dict.fromkeys(r['encoding'] for r in records))
-  lens = sorted({r['seq_len'] for r in records})
-  memory = meta['machine']['memory_gib']
-  batch = records[0]['batch']
-  lines = ['### 5. What long sequences cost', '',
-           f'One train step (batch {batch}, 16 features, d=64, 4 heads, 2 '
-           'blocks, jit on one device): median step time of 3 after a '
-           'warm-up, and the peak of XLA\'s buffer assignment for the step '
-           '(arguments + outputs + temporaries). Lengths marked * were '
-           'compiled but not run (longer than the longest length the study '
-           'runs, or a step predicted over 10 s, or more than half the '
-           'memory: the record says which); "stops fitting": the first '
-           f'length whose buffers exceed this machine\'s {memory:.0f} GiB.',
-           '']
-  rows = []
-  for e in encodings:
-    by_len = {r['seq_len']: r for r in records if r['encoding'] == e}
-    row = [f'`{e}`']
-    for n in lens:
-      r = by_len.get(n)
-      if r is None:
-        row.append('–')
-      elif r['status'] == 'ran':
-        row.append(f'{r["step_s"] * 1000:.0f} ms / {_gib(r["xla_peak_gib"])}')
-      else:
-        row.append(f'* / {_gib(r["xla_peak_gib"])}')
-    over = [n for n in lens if n in by_len
-            and by_len[n]['xla_peak_gib'] > memory]
-    row.append(str(over[0]) if over else f'> {lens[-1]}')
-    rows.append(row)
-  lines += _table(['encoding'] + [str(n) for n in lens] + ['stops fitting'],
-                  rows)
-  lines += _figure(out, links, 'cost', 'step time and memory against length')
-  return lines
+def _provenance(records: dict, store: records_lib.Store,
+                meta: dict) -> list[str]:
+  lines = []
+  for study, rows in records.items():
+    if not rows:
+      continue
+    current = [r for r in rows if r.get('code') == store.code[study]]
+    stale = len(rows) - len(current)
+    if not current:
+      lines.append(f'- {study}: no record from today\'s code')
+    else:
+      dates = sorted({r['date'] for r in current})
+      commits = sorted({r['commit'] for r in current})
+      lines.append(
+          f'- {study}: {len(current)} records of '
+          f'{len({r["unit"] for r in current})} units from code '
+          f'{store.code[study]}, {dates[0]} to {dates[-1]}, commits '
+          f'{", ".join(commits)}; '
+          f'{_hours(study, current, meta):.1f} h on this machine')
+    if stale:
+      lines[-1] += f'; {stale} stale records left out'
+  return lines + ['']
 
 
 def render(records: dict[str, list[dict]], meta: dict, out: pathlib.Path,
-           repo: pathlib.Path, links: pathlib.Path | None = None) -> str:
-  """The section between the markers. Image links are relative to `links`,
-  the directory of the document the section goes into (default `out`, where
-  `results.md` lies); the records' folder is named relative to `repo`."""
+           store: records_lib.Store, links: pathlib.Path | None = None) -> str:
+  """The section between the markers, from the current records only.
+  Image links are relative to `links`, the directory of the document the
+  section goes into (default `out`, where `results.md` lies)."""
   links = out if links is None else links
   m = meta['machine']
-  seconds = meta.get('seconds', {})
-  studies_s = {k: v for k, v in seconds.items()
-               if k != 'total_last_run' and v is not None}
-  timing = ', '.join(f'{k} {v / 60:.1f} min' for k, v in studies_s.items())
-  timing += f' ({sum(studies_s.values()) / 60:.0f} min in all)'
+  current = {s: [r for r in rows if r.get('code') == store.code[s]]
+             for s, rows in records.items()}
   lines = [BEGIN, '',
-           f'Written by `{meta["command"]}` on {meta.get("date", "?")}: '
+           f'Records in `{os.path.relpath(out, records_lib.REPO)}/`, made on '
            f'{m["cores"]} cores of an {m["cpu"]}, {m["memory_gib"]:.0f} GiB, '
            f'{m["backend"]} backend, jax {m["jax"]}, Python {m["python"]}; '
-           f'seeds {meta["seeds"]}. Time per study, as last run: {timing}. '
-           'Records (one '
-           f'JSON line per seed and setting) are in '
-           f'`{os.path.relpath(out, repo)}/`.', '']
-  if records.get('tasks'):
-    lines += _tasks(records['tasks'], out, links)
-  if records.get('depth'):
-    lines += _depth(records['depth'], out, links)
-  if records.get('lengths'):
-    lines += _lengths(records['lengths'], out, links)
-  if records.get('tables'):
-    lines += _tables(records['tables'], out, links)
-  if records.get('cost'):
-    lines += _cost(records['cost'], meta, out, links)
+           f'reported seeds {meta["seeds"]}. By study (`python -m '
+           'experiments.run --check` lists what is missing or stale):', '']
+  lines += _provenance(records, store, meta)
+  lines += _tasks(current.get('tasks', []), out, links)
+  lines += _depth(current.get('depth', []), out, links)
+  lines += _lengths(current.get('lengths', []), current.get('tasks', []),
+                    out, links)
+  lines += _tables(current.get('tasks', []), out, links)
+  lines += ['### 5. What long sequences cost', '',
+            'Study 5 is `python -m experiments.cost --compare` (resumable on '
+            'its own): einsum against blocked attention from 64 tokens up; '
+            'its records, table and figure are `experiments/results/'
+            'attention_paths.*`, read in docs/performance.md.', '']
   return '\n'.join(lines + [END]) + '\n'
 
 

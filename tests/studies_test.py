@@ -1,0 +1,164 @@
+"""The studies' machinery: records and their code digest, intervals,
+probes, the control task and tuning's choice."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from experiments import analysis
+from experiments import probes
+from experiments import records
+from experiments import stats
+from experiments import studies
+from experiments import tuning
+
+
+def _unit(calls, label='a', spec=None):
+  def compute():
+    calls.append(label)
+    return [{'seed': 0, 'value': len(calls)}]
+  return records.Unit('toy', label, spec or {'x': label}, compute)
+
+
+def test_store_runs_a_unit_once_per_code_and_spec(tmp_path):
+  calls = []
+  store = records.Store(tmp_path, {'toy': 'code1'})
+  first = store.run(_unit(calls))
+  assert store.run(_unit(calls)) == first and calls == ['a']
+  assert first[0]['code'] == 'code1' and first[0]['unit'] == _unit([]).key
+  store.run(_unit(calls, 'b'))  # Another spec is another unit.
+  assert calls == ['a', 'b']
+  newer = records.Store(tmp_path, {'toy': 'code2'})
+  state = newer.check([_unit([]), _unit([], 'c')])
+  assert state == {'current': [], 'stale': ['a'], 'missing': ['c'],
+                   'unplanned': [_unit([], 'b').key]}
+  newer.run(_unit(calls))  # Rerun with today's code replaces the old.
+  assert calls == ['a', 'b', 'a']
+  assert [r['code'] for r in newer.read('toy')] == ['code1', 'code2']
+  assert newer.check([_unit([])])['current'] == ['a']
+
+
+def test_a_corrupt_record_is_named_and_a_failed_unit_saves_nothing(tmp_path):
+  store = records.Store(tmp_path, {'toy': 'c'})
+  store.run(_unit([]))
+  with open(store.path('toy'), 'a') as f:
+    f.write('{"unit": \n')
+  with pytest.raises(ValueError, match=r'toy.jsonl:2 is not a JSON record'):
+    store.read('toy')
+
+  def broken():
+    raise FloatingPointError('nan')
+  clean = records.Store(tmp_path / 'clean', {'toy': 'c'})
+  clean.run(_unit([]))
+  with pytest.raises(FloatingPointError):
+    clean.run(records.Unit('toy', 'z', {'x': 'z'}, broken))
+  assert len(clean.read('toy')) == 1
+
+
+def test_code_digest_ignores_documentation_and_sees_code(tmp_path):
+  path = tmp_path / 'm.py'
+  path.write_text('"""Doc."""\n\ndef f(x):\n  """Doc."""\n  return x + 1\n')
+  digest = records.source_digest(('*.py',), tmp_path)
+  path.write_text('"""Other doc."""\n# A comment.\n\ndef f(x):\n'
+                  '  return x + 1  # Why.\n')
+  assert records.source_digest(('*.py',), tmp_path) == digest
+  path.write_text('def f(x):\n  return x + 2\n')
+  assert records.source_digest(('*.py',), tmp_path) != digest
+  with pytest.raises(FileNotFoundError):
+    records.source_digest(('*.txt',), tmp_path)
+
+
+def test_interval_is_students_t_and_pairing_removes_the_shared_part():
+  i = stats.interval([1.0, 2.0, 3.0])
+  half = scipy_stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
+  assert (i.mean, i.n) == (2.0, 3)
+  np.testing.assert_allclose([i.low, i.high], [2 - half, 2 + half])
+  assert i.format(scale=1) == f'2.0 ± {half:.1f}'
+  assert math.isnan(stats.interval([0.5]).half_width)
+  assert stats.interval([0.5]).format() == '50.0'
+  # Seeds move both settings together; b is 1 point better on every seed.
+  shared = {s: v for s, v in enumerate([0.50, 0.70, 0.60, 0.80, 0.65])}
+  better = {s: v + 0.01 for s, v in shared.items()}
+  unpaired = (stats.interval(list(better.values())).mean
+              - stats.interval(list(shared.values())).mean)
+  paired = stats.paired(better, shared)
+  np.testing.assert_allclose(paired.mean, unpaired)
+  assert paired.excludes_zero() and paired.half_width < 1e-9
+  assert not stats.paired({0: 0.1, 1: 0.3}, {0: 0.2, 1: 0.2}).excludes_zero()
+  with pytest.raises(ValueError, match='no shared seeds'):
+    stats.paired({0: 1.0}, {1: 1.0})
+
+
+def test_probes_linear_mlp_and_the_control_task():
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 4000)
+  code = rng.standard_normal((10, 32))
+  x = code[labels] + 0.1 * rng.standard_normal((4000, 32))
+  assert probes.ridge_probe(x[:2000], labels[:2000], x[2000:],
+                            labels[2000:], 10) == 1.0
+  noise = rng.standard_normal((4000, 32))
+  assert probes.ridge_probe(noise[:2000], labels[:2000], noise[2000:],
+                            labels[2000:], 10) < 0.2
+  # Labels by the quadrant of two features: no linear read-out exists for
+  # the XOR of their signs, the MLP probe finds it.
+  few = noise[:, :8]
+  xor = ((few[:, 0] > 0) ^ (few[:, 1] > 0)).astype(int)
+  assert probes.ridge_probe(few[:2000], xor[:2000], few[2000:],
+                            xor[2000:], 2) < 0.6
+  mlp = probes.mlp_probe(np.stack([few[:2000]] * 2), np.stack(
+      [xor[:2000], labels[:2000]]), np.stack([few[2000:]] * 2),
+                         np.stack([xor[2000:], labels[2000:]]), 10)
+  assert mlp[0] > 0.9 and mlp[1] < 0.2  # XOR read; noise labels not.
+
+  # Content types: one numbering across splits; control labels depend on
+  # the type only.
+  pixels = rng.integers(0, 17, (2, 6, 8, 1)).astype(np.float32)
+  pixels[0, 0, 0], pixels[1, 0, 0] = 16, 3  # 16 in train only, 3 in both.
+  pixels[0, 0, 1] = 3
+  pixels[1][pixels[1] == 16] = 0
+  train_types, eval_types = probes.content_types(pixels[0], pixels[1])
+  for types, split in ((train_types, pixels[0]), (eval_types, pixels[1])):
+    for t in np.unique(types):  # One type, one pixel value.
+      assert np.unique(split[types == t]).size == 1
+  assert train_types[0, 1] == eval_types[0, 0]  # Both 3: one numbering.
+  control = probes.control_labels(train_types, 8, seed=0)
+  for t in np.unique(train_types):
+    assert np.unique(control[train_types == t]).size == 1
+  features = rng.standard_normal((30, 10, 16)).astype(np.float32)  # 300.
+  np.testing.assert_array_equal(probes.content_types(features)[0],
+                                features.argmax(-1))
+
+
+def test_tables_summaries_and_tuning_choice(tmp_path):
+  positions = np.arange(40)[:, None]
+  smooth = np.concatenate([np.sin(positions / 8 * (k + 1)) for k in range(4)]
+                          + [np.cos(positions / 8 * (k + 1))
+                             for k in range(4)], axis=1)
+  summary = analysis.summarise(smooth)
+  assert summary['neighbour_cosine'] > 0.9 > summary['far_cosine']
+  noise = np.random.default_rng(0).standard_normal((40, 64))
+  assert abs(analysis.summarise(noise)['neighbour_cosine']) < 0.1
+
+  scale = studies.QUICK.__class__(
+      seeds=(0,), tune_seeds=(100, 101), learning_rates=(1e-3, 2e-3),
+      table_init_stds=(0.02, 1.0))
+  assert tuning.grid(scale, 'learned') == [
+      {'learning_rate': lr, 'posemb_init_std': s} for lr in (1e-3, 2e-3)
+      for s in (0.02, 1.0)]
+  assert tuning.grid(scale, 'rope') == [{'learning_rate': 1e-3},
+                                        {'learning_rate': 2e-3}]
+  configs = {'argmax': studies.base_config(scale, 'argmax', 'rope')}
+  units = tuning.tune_units('t', 'rope', configs, 'rope', scale,
+                            studies.Progress('t'))
+  store = records.Store(tmp_path, {'t': 'c'})
+  assert tuning.choose(store, units) is None  # Not tuned yet.
+  scores = {1e-3: [0.7, 0.9], 2e-3: [0.85, 0.8]}  # Means 0.8 and 0.825.
+  for unit in units:
+    lr = unit.spec['configs']['argmax']['train']['learning_rate']
+    unit.compute = lambda lr=lr: [
+        {'kind': 'tune', 'seed': s, 'point': {'learning_rate': lr},
+         'validation_accuracy': a} for s, a in zip((100, 101), scores[lr])]
+    store.run(unit)
+  assert tuning.choose(store, units) == {'learning_rate': 2e-3}
