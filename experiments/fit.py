@@ -51,6 +51,14 @@ class Run:
     return jax.tree.map(lambda x: x[i], self.params)
 
 
+def members(configs: dict[str, ml_collections.ConfigDict], seeds):
+  """(labels, configs, seeds): every config once per seed."""
+  items = [(label, config, seed) for label, config in configs.items()
+           for seed in seeds]
+  return ([i[0] for i in items], [i[1] for i in items],
+          [i[2] for i in items])
+
+
 def _stack(trees: list[Any], axis: int = 0) -> Any:
   return jax.tree.map(lambda *xs: np.stack(xs, axis), *trees)
 

@@ -17,14 +17,21 @@ does.
 """
 
 import ast
+import contextlib
 import dataclasses
 import datetime
+import fcntl
 import hashlib
 import json
+import os
 import pathlib
+import platform
 import subprocess
 import time
+from importlib import metadata
 from typing import Any, Callable
+
+import jax
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 Record = dict[str, Any]
@@ -60,18 +67,44 @@ def source_digest(patterns: tuple[str, ...], root: pathlib.Path = REPO
 
 
 def commit(root: pathlib.Path = REPO) -> str:
-  """HEAD's hash, with '+changes' when tracked files differ from it."""
+  """HEAD's hash, with '+changes' when tracked code (not records) differs
+  from it."""
   try:
     head = subprocess.run(['git', 'rev-parse', '--short=12', 'HEAD'],
                           cwd=root, capture_output=True, text=True,
                           check=True).stdout.strip()
     dirty = subprocess.run(['git', 'status', '--porcelain',
-                            '--untracked-files=no'], cwd=root,
+                            '--untracked-files=no', '--', 'posenc',
+                            'configs', 'experiments/*.py'], cwd=root,
                            capture_output=True, text=True,
                            check=True).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return 'unknown'
   return head + ('+changes' if dirty else '')
+
+
+def environment() -> dict:
+  """The machine and the versions a record's numbers were made with."""
+  cpu = platform.processor()
+  try:
+    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
+      if line.startswith('model name'):
+        cpu = line.split(':', 1)[1].strip()
+        break
+  except OSError:
+    pass
+  versions = {}
+  for package in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'scipy',
+                  'scikit-learn', 'sktime', 'mnist1d'):
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      pass
+  return {'cpu': cpu, 'cores': len(os.sched_getaffinity(0)),
+          'memory_gib': round(os.sysconf('SC_PAGE_SIZE')
+                              * os.sysconf('SC_PHYS_PAGES') / 2**30, 1),
+          'python': platform.python_version(), 'backend':
+          jax.default_backend(), **versions}
 
 
 def spec_key(spec: dict) -> str:
@@ -104,6 +137,7 @@ class Store:
     self.out = out
     self.code = code  # Study -> digest of the code it runs.
     self.commit = commit()  # The code this process loaded, not a later one.
+    self.env = environment()
     out.mkdir(parents=True, exist_ok=True)
 
   def path(self, study: str) -> pathlib.Path:
@@ -132,6 +166,16 @@ class Store:
   def current(self, unit: Unit) -> bool:
     return bool(self.records(unit))
 
+  @contextlib.contextmanager
+  def _locked(self, study: str):
+    """Excludes other processes writing the same study's file."""
+    with open(self.out / f'{study}.lock', 'w') as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      try:
+        yield
+      finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+
   def run(self, unit: Unit) -> list[Record]:
     """The unit's records: read if current, else computed and appended
     (older records of the same key are dropped when the new ones land)."""
@@ -142,27 +186,29 @@ class Store:
     computed = unit.compute()
     stamp = {'unit': unit.key, 'code': self.code[unit.study],
              'commit': self.commit, 'date': datetime.date.today().isoformat(),
-             'unit_seconds': round(time.perf_counter() - start, 1)}
+             'unit_seconds': round(time.perf_counter() - start, 1),
+             'env': self.env}
     new = [{**record, **stamp} for record in computed]
     if not new:
       raise ValueError(f'unit {unit.label!r} made no records.')
-    kept = [r for r in self.read(unit.study) if r.get('unit') != unit.key]
-    self.write(unit.study, kept + new)
+    with self._locked(unit.study):
+      kept = [r for r in self.read(unit.study) if r.get('unit') != unit.key]
+      self.write(unit.study, kept + new)
     return new
 
   def write(self, study: str, records: list[Record]) -> None:
     path = self.path(study)
-    tmp = path.with_suffix('.tmp')
+    tmp = path.with_suffix(f'.tmp{os.getpid()}')
     tmp.write_text(''.join(json.dumps(r) + '\n' for r in records))
     tmp.replace(path)
 
-  def check(self, units: list[Unit]) -> dict[str, list[str]]:
+  def check(self, units: list[Unit], study: str) -> dict[str, list[str]]:
     """Labels of the planned units by state ('current', 'stale': recorded
-    by other code, 'missing'), and 'unplanned': keys on disk, in the
-    units' studies' files, that no planned unit has."""
+    by other code, 'missing'), and 'unplanned': keys in `study`'s own file
+    that no planned unit has."""
     codes: dict[str, set[str]] = {}
-    for study in dict.fromkeys(u.study for u in units):
-      for r in self.read(study):
+    for name in dict.fromkeys([u.study for u in units] + [study]):
+      for r in self.read(name):
         codes.setdefault(r.get('unit'), set()).add(r.get('code'))
     state = {'current': [], 'stale': [], 'missing': [], 'unplanned': []}
     for unit in units:
@@ -170,5 +216,6 @@ class Store:
       state['current' if self.code[unit.study] in found else
             'stale' if found else 'missing'].append(unit.label)
     planned = {u.key for u in units}
-    state['unplanned'] = sorted(k for k in codes if k not in planned)
+    state['unplanned'] = sorted({r.get('unit') for r in self.read(study)}
+                                - planned)
     return state

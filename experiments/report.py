@@ -2,7 +2,8 @@
 
 Every cell is a mean over seeds with the half-width of its 95% t interval
 (`m ± h`); differences between encodings are paired over shared seeds, and
-a difference is marked * when its interval excludes zero.
+marked * where they hold under Holm's correction over the table's
+differences (family-wise 5%).
 """
 
 import os
@@ -30,12 +31,14 @@ def _cell(values) -> str:
   return stats.interval(values).format() if values else '–'
 
 
-def _diff(a: dict, b: dict) -> str:
-  """a - b, paired over shared seeds, in points; * if it excludes 0."""
-  if not set(a) & set(b):
-    return '–'
-  i = stats.paired(a, b)
-  return i.format() + ('*' if i.excludes_zero() else '')
+def _diffs(pairs: list[tuple[dict, dict] | None]) -> list[str]:
+  """a - b for each (a, b) pair (paired over shared seeds, in points),
+  marked * where Holm's correction over the list rejects zero."""
+  intervals = [stats.paired(*pair) if pair and set(pair[0]) & set(pair[1])
+               else None for pair in pairs]
+  reject = stats.holm([i.p if i else float('nan') for i in intervals])
+  return [i.format() + ('*' if r else '') if i else '–'
+          for i, r in zip(intervals, reject)]
 
 
 def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
@@ -47,14 +50,19 @@ def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
   return [f'![{alt}]({link})', '']
 
 
-def _point(point: dict) -> str:
+def _point(point: dict, grid: dict) -> str:
+  """The tuned point; † where it lies on the grid's edge."""
   text = f'{point["learning_rate"]:g}'
+  edge = point['learning_rate'] in (min(grid['learning_rates']),
+                                    max(grid['learning_rates']))
   if 'posemb_init_std' in point:
     text += f', std {point["posemb_init_std"]:g}'
-  return text
+    edge |= point['posemb_init_std'] in (min(grid['table_init_stds']),
+                                         max(grid['table_init_stds']))
+  return text + (' †' if edge else '')
 
 
-def _tasks(records, out, links) -> list[str]:
+def _tasks(records, grid, out, links) -> list[str]:
   final = [r for r in records if r.get('kind') == 'task']
   if not final:
     return []
@@ -66,7 +74,8 @@ def _tasks(records, out, links) -> list[str]:
            'the initial scale: the chosen point is the last column). Class '
            'token, d=64, 4 heads, 2 blocks. `Δ learned`: the paired '
            'difference to `learned` on the same seeds, mean over the group\'s '
-           'tasks (* : its interval excludes zero).', '']
+           'tasks (*: it holds under Holm\'s correction over the column). '
+           '†: the chosen point lies on the edge of the grid.', '']
   for group in dict.fromkeys(r['group'] for r in final):
     rows = [r for r in final if r['group'] == group]
     names = list(dict.fromkeys(r['task'] for r in rows))
@@ -79,14 +88,16 @@ def _tasks(records, out, links) -> list[str]:
           per.setdefault(r['seed'], []).append(r['test_accuracy'])
       return {s: float(np.mean(v)) for s, v in per.items()
               if len(v) == len(names)}
+    learned = mean_by_seed('learned')
+    diffs = _diffs([(mean_by_seed(e), learned) if e != 'learned' and learned
+                    else None for e in encodings])
     body = []
-    for e in encodings:
+    for e, diff in zip(encodings, diffs):
       chosen = [r for r in rows if r['encoding'] == e]
       body.append([f'`{e}`'] + [
           _cell(r['test_accuracy'] for r in chosen if r['task'] == t)
-          for t in names] + [
-              _diff(mean_by_seed(e), mean_by_seed('learned'))
-              if e != 'learned' else '', _point(chosen[0]['point'])])
+          for t in names] + [diff if e != 'learned' else '',
+                             _point(chosen[0]['point'], grid)])
     lines += [f'**{group}**', '']
     lines += _table(['encoding'] + names + ['Δ learned', 'lr, init'], body)
   shuffles = [(plain, f'{plain}_shuffled') for plain in ('mnist1d', 'digits')
@@ -97,14 +108,13 @@ def _tasks(records, out, links) -> list[str]:
               'Without positions (`none`) the two are the same computation '
               'summed in another order: its row is the float noise floor.',
               '']
-    body = []
-    for e in dict.fromkeys(r['encoding'] for r in final):
-      cells = []
-      for plain, shuffled in shuffles:
-        a = stats.by_seed(final, 'test_accuracy', task=plain, encoding=e)
-        b = stats.by_seed(final, 'test_accuracy', task=shuffled, encoding=e)
-        cells.append(_diff(a, b))
-      body.append([f'`{e}`'] + cells)
+    encodings = list(dict.fromkeys(r['encoding'] for r in final))
+    columns = [_diffs([
+        (stats.by_seed(final, 'test_accuracy', task=plain, encoding=e),
+         stats.by_seed(final, 'test_accuracy', task=shuffled, encoding=e))
+        for e in encodings]) for plain, shuffled in shuffles]
+    body = [[f'`{e}`'] + [column[k] for column in columns]
+            for k, e in enumerate(encodings)]
     lines += _table(['encoding'] + [f'{p}: plain - shuffled'
                                     for p, _ in shuffles], body)
   return lines + _figure(out, links, 'tasks', 'Study 1: test accuracy')
@@ -119,33 +129,51 @@ def _depth(records, out, links) -> list[str]:
   lines = ['### 2. Does position survive depth?', '',
            'Held-out accuracy (%) of probes for each token\'s absolute '
            'position, at the input (layer 0) and after the last block, '
-           'trained and untrained (the same initial parameters, no step). '
-           '`selectivity`: the MLP probe\'s accuracy minus its accuracy on '
-           'the control task (a random position per content type; Hewitt '
-           'and Liang 2019), after the last block. `share`: the variance '
-           'the position alone explains at the input. `task`: validation '
-           'accuracy.', '']
+           'trained and untrained (its twin: the same initial parameters, no '
+           'step). `Δ`: trained minus untrained, paired over seeds (*: holds '
+           'under Holm\'s correction over the column). `selectivity`: the '
+           'MLP probe\'s kappa (accuracy above chance, as a share of what '
+           'lies above it; chance 1/L) minus its kappa on the control task '
+           '(a random position per content type, Hewitt and Liang 2019; '
+           'chance its most frequent label), after the last block, x100. '
+           '`share`: the variance position alone explains at the input '
+           '(trained). `task`: validation accuracy.', '']
   for task in dict.fromkeys(r['task'] for r in rows):
     chosen = [r for r in rows if r['task'] == task]
     last = max(r['layer'] for r in chosen)
+    length = {'argmax': 10, 'digits': 64}.get(task)
+    variants = list(dict.fromkeys(r['variant'] for r in chosen))
+
+    def pick(variant, layer, trained):
+      return [r for r in chosen if r['variant'] == variant
+              and r['layer'] == layer and r['trained'] == trained]
+
+    def cell(field, variant, layer, trained):
+      return _cell(r[field] for r in pick(variant, layer, trained))
+    deltas = {field: _diffs([
+        ({r['seed']: r[field] for r in pick(v, last, True)},
+         {r['seed']: r[field] for r in pick(v, last, False)})
+        for v in variants]) for field in ('ridge', 'mlp')}
     body = []
-    for variant in dict.fromkeys(r['variant'] for r in chosen):
-      def cell(field, layer, trained, variant=variant):
-        return _cell(r[field] for r in chosen if r['variant'] == variant
-                     and r['layer'] == layer and r['trained'] == trained)
-      mine = [r for r in chosen if r['variant'] == variant and r['trained']
-              and r['layer'] == last]
+    for k, variant in enumerate(variants):
+      mine = pick(variant, last, True)
+      selectivity = [
+          stats.kappa(r['mlp'], 1 / length) - stats.kappa(
+              r['mlp_control'], r['control_majority'])
+          for r in mine if length and 'control_majority' in r]
       body.append([
-          variant, cell('ridge', 0, True), cell('ridge', last, True),
-          cell('ridge', last, False), cell('mlp', last, True),
-          cell('mlp', last, False),
-          _cell(r['mlp'] - r['mlp_control'] for r in mine),
-          cell('position_share', 0, True), _cell(r['task_accuracy']
-                                                 for r in mine)])
-    lines += [f'**{task}** ({chosen[0]["num_layers"]} blocks)', '']
+          variant, cell('ridge', variant, 0, True),
+          cell('ridge', variant, last, True),
+          cell('ridge', variant, last, False), deltas['ridge'][k],
+          cell('mlp', variant, last, True), cell('mlp', variant, last, False),
+          deltas['mlp'][k], _cell(selectivity),
+          cell('position_share', variant, 0, True),
+          _cell(r['task_accuracy'] for r in mine)])
+    lines += [f'**{task}** ({chosen[0]["num_layers"]} blocks, {length} '
+              'positions)', '']
     lines += _table(['variant', 'linear, input', f'linear, layer {last}',
-                     'untrained', f'MLP, layer {last}', 'untrained',
-                     'selectivity', 'share', 'task'], body)
+                     'untrained', 'Δ', f'MLP, layer {last}', 'untrained',
+                     'Δ', 'selectivity', 'share', 'task'], body)
   return lines + _figure(out, links, 'depth', 'Study 2: linear probes') + (
       _figure(out, links, 'depth_mlp', 'Study 2: MLP probes'))
 
@@ -165,6 +193,7 @@ def _lengths(records, tasks, out, links) -> list[str]:
               "'before' and 'sorted' per seed, then over seeds (± 95% "
               f'interval). Trained on {synthetic[0]["train_len"] // 2} to '
               f'{synthetic[0]["train_len"]} steps.', '']
+    tasks_n = len({r['task'] for r in synthetic})
     body = []
     for variant in dict.fromkeys(r['variant'] for r in synthetic):
       cells = []
@@ -173,8 +202,18 @@ def _lengths(records, tasks, out, links) -> list[str]:
         for r in synthetic:
           if r['variant'] == variant and r['eval_len'] == length:
             per.setdefault(r['seed'], []).append(r['accuracy'])
-        cells.append(_cell(np.mean(v) for v in per.values()))
+        cells.append(_cell(np.mean(v) for v in per.values()
+                           if len(v) == tasks_n))
       body.append([variant] + cells)
+    train_len = synthetic[0]['train_len']
+    baseline = [r for r in synthetic if r['variant'] == 'learned (resample)'
+                and r['eval_len'] == train_len]
+    if baseline:
+      lines += ['The learned baseline at the training length (`learned '
+                '(resample)`, L = %d): ' % train_len + ', '.join(
+                    f'{t} {_cell(r["accuracy"] for r in baseline if r["task"] == t)}'
+                    for t in dict.fromkeys(r['task'] for r in baseline))
+                + '.', '']
     lines += _table(['variant'] + [str(x) for x in evals], body)
     lines += _figure(out, links, 'lengths', 'Study 3: accuracy by length')
   vowels = [r for r in rows if r['data'] == 'vowels' and r['split'] == 'test']
@@ -200,7 +239,7 @@ def _lengths(records, tasks, out, links) -> list[str]:
   return lines
 
 
-def _tables(tasks, out, links) -> list[str]:
+def _tables(tasks, grid, out, links) -> list[str]:
   rows = [r for r in tasks if r.get('kind') == 'task' and 'moved' in r]
   if not rows:
     return []
@@ -221,7 +260,7 @@ def _tables(tasks, out, links) -> list[str]:
         continue
       get = lambda part, key: _cell(r[prefix + part][key] for r in mine)
       body.append([task + (', signal order' if prefix else ''),
-                   _point(mine[0]['point']),
+                   _point(mine[0]['point'], grid),
                    _cell(r['moved'] for r in mine),
                    get('table', 'neighbour_cosine'),
                    get('table', 'far_cosine'),
@@ -246,51 +285,58 @@ def _hours(study: str, rows: list[dict], meta: dict) -> float:
   return sum(v for k, v in seconds.items() if k in units) / 3600
 
 
-def _provenance(records: dict, store: records_lib.Store,
+def _provenance(records: dict, current: dict, store: records_lib.Store,
                 meta: dict) -> list[str]:
   lines = []
   for study, rows in records.items():
+    mine = current.get(study, [])
     if not rows:
       continue
-    current = [r for r in rows if r.get('code') == store.code[study]]
-    stale = len(rows) - len(current)
-    if not current:
-      lines.append(f'- {study}: no record from today\'s code')
+    if not mine:
+      lines.append(f'- {study}: no record from today\'s code and plan')
     else:
-      dates = sorted({r['date'] for r in current})
-      commits = sorted({r['commit'] for r in current})
+      dates = sorted({r['date'] for r in mine})
+      commits = sorted({r['commit'] for r in mine})
       lines.append(
-          f'- {study}: {len(current)} records of '
-          f'{len({r["unit"] for r in current})} units from code '
+          f'- {study}: {len(mine)} records of '
+          f'{len({r["unit"] for r in mine})} units from code '
           f'{store.code[study]}, {dates[0]} to {dates[-1]}, commits '
-          f'{", ".join(commits)}; '
-          f'{_hours(study, current, meta):.1f} h on this machine')
-    if stale:
-      lines[-1] += f'; {stale} stale records left out'
+          f'{", ".join(commits)}; {_hours(study, mine, meta):.1f} h')
+      diverged = {r['unit'] for r in mine if r.get('diverged')}
+      if diverged:
+        lines[-1] += f'; {len(diverged)} points diverged (never chosen)'
+    if len(rows) > len(mine):
+      lines[-1] += (f'; {len(rows) - len(mine)} records of other code or '
+                    'of units no longer planned left out')
   return lines + ['']
 
 
 def render(records: dict[str, list[dict]], meta: dict, out: pathlib.Path,
-           store: records_lib.Store, links: pathlib.Path | None = None) -> str:
-  """The section between the markers, from the current records only.
-  Image links are relative to `links`, the directory of the document the
-  section goes into (default `out`, where `results.md` lies)."""
+           store: records_lib.Store, planned: dict[str, set[str]],
+           grid: dict, links: pathlib.Path | None = None) -> str:
+  """The section between the markers, from the records that today's code
+  made for today's plan (`planned`: the unit keys of each study); `grid`:
+  the tuning grid ('learning_rates', 'table_init_stds'). Image links are
+  relative to `links`, the directory of the document the section goes into
+  (default `out`, where `results.md` lies)."""
   links = out if links is None else links
   m = meta['machine']
-  current = {s: [r for r in rows if r.get('code') == store.code[s]]
+  current = {s: [r for r in rows if r.get('code') == store.code[s]
+                 and r.get('unit') in planned.get(s, ())]
              for s, rows in records.items()}
   lines = [BEGIN, '',
            f'Records in `{os.path.relpath(out, records_lib.REPO)}/`, made on '
            f'{m["cores"]} cores of an {m["cpu"]}, {m["memory_gib"]:.0f} GiB, '
-           f'{m["backend"]} backend, jax {m["jax"]}, Python {m["python"]}; '
-           f'reported seeds {meta["seeds"]}. By study (`python -m '
-           'experiments.run --check` lists what is missing or stale):', '']
-  lines += _provenance(records, store, meta)
-  lines += _tasks(current.get('tasks', []), out, links)
+           f'{m["backend"]} backend, jax {m["jax"]}, Python {m["python"]} '
+           '(each record carries its own machine and versions); reported '
+           f'seeds {meta["seeds"]}. By study (`python -m experiments.run '
+           '--check` lists what is missing or stale):', '']
+  lines += _provenance(records, current, store, meta)
+  lines += _tasks(current.get('tasks', []), grid, out, links)
   lines += _depth(current.get('depth', []), out, links)
   lines += _lengths(current.get('lengths', []), current.get('tasks', []),
                     out, links)
-  lines += _tables(current.get('tasks', []), out, links)
+  lines += _tables(current.get('tasks', []), grid, out, links)
   lines += ['### 5. What long sequences cost', '',
             'Study 5 is `python -m experiments.cost --compare` (resumable on '
             'its own): einsum against blocked attention from 64 tokens up; '

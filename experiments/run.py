@@ -32,6 +32,7 @@ import jax
 from experiments import records as records_lib
 from experiments import report
 from experiments import studies
+from experiments import tuning
 
 REPO = records_lib.REPO
 STUDIES = ('depth', 'lengths', 'tasks')  # In the order they run.
@@ -57,8 +58,11 @@ def module(study: str):
 
 
 def code_digests() -> dict[str, str]:
-  return {s: records_lib.source_digest(records_lib.LIBRARY + module(s).CODE)
-          for s in STUDIES}
+  """Each study's code digest (tuning's too: its units are shared)."""
+  modules = {s: module(s) for s in STUDIES}
+  modules[tuning.STUDY] = tuning
+  return {s: records_lib.source_digest(records_lib.LIBRARY + m.CODE)
+          for s, m in modules.items()}
 
 
 def check(store: records_lib.Store, scale: studies.Scale,
@@ -66,14 +70,14 @@ def check(store: records_lib.Store, scale: studies.Scale,
   """Prints each study's records by state; True when all are current."""
   ok = True
   for study in selected:
-    state = store.check(list(module(study).plan(scale, store)))
+    state = store.check(list(module(study).plan(scale, store)), study)
     counts = ', '.join(f'{len(v)} {k}' for k, v in state.items())
     print(f'{study}: {counts} (code {store.code[study]})')
     for kind in ('stale', 'missing'):
       for label in state[kind]:
         print(f'  {kind}: {label}')
     if state['unplanned']:
-      print(f'  unplanned keys on disk (left alone, not reported): '
+      print(f'  unplanned keys in {study}.jsonl (kept, not reported): '
             f'{", ".join(state["unplanned"])}')
     ok &= not state['stale'] and not state['missing']
   return ok
@@ -126,12 +130,18 @@ def main(argv=None) -> None:
       study_start, ran = time.perf_counter(), 0
       for unit in module(study).plan(scale, store):
         if not unit.ready:
-          print(f'{study}: skipped {unit.label!r}: its tuning (study 1) '
-                'did not run', flush=True)
+          print(f'{study}: skipped {unit.label!r}: no tuned point (every '
+                'point diverged)', flush=True)
           continue
-        if not store.current(unit):
+        if store.current(unit):
+          continue
+        try:
           store.run(unit)
-          ran += 1
+        except FloatingPointError as e:  # Recorded by none; the rest go on.
+          print(f'\n{study}: {unit.label!r} diverged, not recorded: {e}',
+                flush=True)
+          continue
+        ran += 1
       print(f'{study}: {ran} units run in '
             f'{time.perf_counter() - study_start:.0f}s', flush=True)
 
@@ -143,15 +153,24 @@ def main(argv=None) -> None:
               code=store.code)
   if not args.report_only:
     meta['date'] = datetime.date.today().isoformat()
-  on_disk = {s: store.read(s) for s in STUDIES}
+  studies_all = STUDIES + (tuning.STUDY,)
+  on_disk = {s: store.read(s) for s in studies_all}
+  planned = {s: set() for s in studies_all}
+  for study in STUDIES:
+    for unit in module(study).plan(scale, store):
+      planned[unit.study].add(unit.key)
+  grid = {'learning_rates': scale.learning_rates,
+          'table_init_stds': scale.table_init_stds}
   (out / 'figures').mkdir(parents=True, exist_ok=True)
   tmp = meta_path.with_suffix('.tmp')
   tmp.write_text(json.dumps(meta, indent=2))
   tmp.replace(meta_path)
   # The same section twice, its image links relative to each file's folder.
-  (out / 'results.md').write_text(report.render(on_disk, meta, out, store))
+  (out / 'results.md').write_text(report.render(on_disk, meta, out, store,
+                                                planned, grid))
   if doc is not None:
     report.replace_section(doc, report.render(on_disk, meta, out, store,
+                                              planned, grid,
                                               links=doc.parent))
   print(f'Done in {time.perf_counter() - start:.0f}s: {out / "results.md"}'
         + (f', {doc}' if doc else ''), flush=True)

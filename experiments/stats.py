@@ -4,7 +4,8 @@ Seeds are the unit of replication: each seed draws the initialisation, the
 batch order and (for generated tasks) the data. An interval is Student's t
 over the per-seed values; a difference between two settings is taken seed
 by seed over the seeds both have (`paired`), which removes what the seed
-shares between them.
+shares between them. Several differences read together are marked with
+Holm's correction (`holm`).
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ class Interval:
   low: float
   high: float
   n: int
+  p: float = math.nan  # Two-sided t test of mean 0.
 
   @property
   def half_width(self) -> float:
@@ -48,7 +50,26 @@ def interval(values, level: float = 0.95) -> Interval:
     return Interval(mean, math.nan, math.nan, 1)
   sem = float(x.std(ddof=1) / math.sqrt(x.size))
   half = float(stats.t.ppf(0.5 + level / 2, x.size - 1)) * sem
-  return Interval(mean, mean - half, mean + half, int(x.size))
+  p = (float(2 * stats.t.sf(abs(mean) / sem, x.size - 1)) if sem > 0
+       else float(mean == 0))
+  return Interval(mean, mean - half, mean + half, int(x.size), p)
+
+
+def holm(p_values: list[float], alpha: float = 0.05) -> list[bool]:
+  """Which of several tests reject at family-wise level `alpha` (Holm's
+  step-down: the k-th smallest p against alpha / (m - k)); NaN never."""
+  order = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+  reject = [False] * len(p_values)
+  for k, (p, i) in enumerate(order):
+    if p > alpha / (len(order) - k):
+      break
+    reject[i] = True
+  return reject
+
+
+def kappa(accuracy: float, chance: float) -> float:
+  """Accuracy above chance, as a share of what lies above it (Cohen)."""
+  return (accuracy - chance) / (1 - chance)
 
 
 def paired(a: dict, b: dict, level: float = 0.95) -> Interval:

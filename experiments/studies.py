@@ -88,7 +88,7 @@ QUICK = Scale(seeds=(0, 1), tune_seeds=(100,), learning_rates=(2e-3,),
               grid_encodings=(),
               epochs=1, synthetic_train=256, num_eval=128, real_data=False,
               depth_layers=2, depth_learned_stds=(1.0,),
-              depth_encodings=('sinusoidal',), probe_sequences=64,
+              depth_encodings=('none',), probe_sequences=64,
               probe_steps=50, length=8, length_train=256, length_epochs=1,
               length_evals=(8, 16))
 
@@ -161,11 +161,3 @@ def spec(configs: dict[str, ml_collections.ConfigDict],
          seeds: tuple[int, ...], **more: Any) -> dict:
   return {'configs': {k: c.to_dict() for k, c in configs.items()},
           'seeds': list(seeds), **more}
-
-
-def members(configs: dict[str, ml_collections.ConfigDict], seeds):
-  """(labels, configs, seeds): every config once per seed."""
-  items = [(label, config, seed) for label, config in configs.items()
-           for seed in seeds]
-  return ([i[0] for i in items], [i[1] for i in items],
-          [i[2] for i in items])

@@ -7,7 +7,12 @@ position, fitted on training sequences and scored on held-out ones:
 
 - a linear probe (ridge regression) and an MLP probe (`experiments.probes`),
 - each also on the control task: labels that are a fixed random position
-  per content type, not per position (Hewitt and Liang, 2019).
+  per content type, not per position (Hewitt and Liang, 2019), drawn anew
+  for each seed. Content and place are not independent (a digit's centre
+  pixels are brighter), so the control carries a little position; its
+  chance level is its most frequent label (`control_majority`), far above
+  1/L where one content type dominates (blank pixels), so accuracies are
+  compared above their own chance (`report`: Cohen's kappa).
 
 Beside them, `position_share`: the share of the residual stream's variance
 that the position alone explains (the variance of the per-position means
@@ -16,8 +21,10 @@ scales, among them 0.707, where its rows have the sinusoidal table's
 expected norm (sqrt(D / 2)): position signal at matched scale.
 
 Tasks: 'argmax' (10 positions) and, with real data, the digits (64 pixel
-positions). No tuning: every model trains with the same recipe, since the
-study compares representations (each row carries its task accuracy).
+positions). They differ in more than their length (data, 8 against 4
+blocks, epochs): read each on its own. No tuning: every model trains with
+the same recipe, since the study compares representations (each trained
+row carries its task accuracy).
 """
 
 import numpy as np
@@ -59,7 +66,7 @@ def position_share(hidden_NxLxD: np.ndarray) -> float:
 
 
 def probe_records(hidden: dict[str, np.ndarray],
-                  types: dict[str, np.ndarray],
+                  types: dict[str, np.ndarray], seeds: tuple[int, ...],
                   scale: studies.Scale) -> list[dict]:
   """hidden[split]: (members, layers + 1, N, L, D) without the class
   token; one record per member and layer."""
@@ -69,9 +76,11 @@ def probe_records(hidden: dict[str, np.ndarray],
               'eval': np.tile(np.arange(length), test_n)}
   labels = {s: np.broadcast_to(y, (members, layers, len(y)))
             for s, y in position.items()}
-  # types[split]: (members, N, L); one label per member, for all layers.
-  control = {s: np.broadcast_to(probes.control_labels(
-      t, length, seed=0).reshape(members, 1, -1), labels[s].shape)
+  # types[split]: (members, N, L); member i's control task is drawn with
+  # its seed, one for all its layers.
+  control = {s: np.broadcast_to(np.stack([
+      probes.control_labels(t[i], length, seed=seeds[i]).reshape(-1)
+      for i in range(members)])[:, None], labels[s].shape)
              for s, t in types.items()}
   flat = {s: h.reshape(members * layers, -1, width) for s, h in hidden.items()}
   mlp = {}
@@ -87,6 +96,9 @@ def probe_records(hidden: dict[str, np.ndarray],
       eval_x = hidden['eval'][i, layer].reshape(-1, width)
       out.append({
           'layer': layer,
+          # The control task's chance: its most frequent held-out label.
+          'control_majority': float(np.bincount(
+              control['eval'][i, 0]).max() / control['eval'].shape[-1]),
           'ridge': probes.ridge_probe(train_x, position['train'], eval_x,
                                       position['eval'], length),
           'ridge_control': probes.ridge_probe(
@@ -125,7 +137,7 @@ def unit(scale: studies.Scale, progress: studies.Progress, task: str,
     for trained, source in ((True, run), (False, untrained)):
       hidden = {s: fit.hidden_states(source, x)[:, :, :, cls:]
                 for s, x in inputs.items()}
-      rows = probe_records(hidden, types, scale)
+      rows = probe_records(hidden, types, seeds, scale)
       layers = hidden['train'].shape[1]
       for i, seed in enumerate(seeds):
         for row in rows[i * layers:(i + 1) * layers]:
@@ -136,7 +148,8 @@ def unit(scale: studies.Scale, progress: studies.Progress, task: str,
               if encoding in studies.TABLES else None,
               'num_layers': config.model.num_layers, 'seed': seed,
               'trained': trained,
-              'task_accuracy': float(accuracy['accuracy'][i]), **row})
+              'task_accuracy': (float(accuracy['accuracy'][i]) if trained
+                                else None), **row})
     return records
   return records_lib.Unit(
       STUDY, f'{name} on {task}',

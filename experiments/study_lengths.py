@@ -16,11 +16,14 @@ on fresh sequences of exactly 1x to 8x L steps. Variants:
 - the causal variants (pooling the last step) of learned (resampled),
   sinusoidal, rope, ALiBi, FIRE, Kerple and none.
 
-Bidirectional models pool a class token. Each variant trains with the point
-its encoding was given by study 1's tuning on the order tasks ('before,
-sorted, marker'), so every encoding has the same budget. With real data:
+Bidirectional models pool a class token. Each variant is tuned on its own
+training config (`experiments.tuning`: the same grid for every encoding,
+scored on the validation split, whose lengths are the training lengths),
+then trains the reported seeds with the chosen point. With real data:
 the vowels trained on utterances of at most 15 frames and tested on those
-of 16 to 29 (learned sliced: `model.max_len=29`), and the digits on a grid
+of 16 to 29 (learned sliced: `model.max_len=29`; each encoding with study
+1's point on all the vowels, since this config's validation split holds
+the long utterances it is tested on), and the digits on a grid
 of patches read at 16 x 16 pixels (study 1's digits2d runs, whose records
 carry it).
 """
@@ -40,7 +43,7 @@ from posenc.datasets import synthetic
 
 STUDY = 'lengths'
 # Beside records.LIBRARY:
-CODE = ('experiments/study_lengths.py', 'experiments/tuning.py')
+CODE = ('experiments/study_lengths.py',)
 TASKS = ('before', 'sorted')
 VOWELS = ('learned', 'sinusoidal', 'rope', 'alibi', 'relative', 'none')
 
@@ -102,7 +105,7 @@ def synthetic_unit(scale, progress, name, encoding, model, resample, point):
   seeds = scale.seeds
 
   def compute():
-    labels, member_configs, member_seeds = studies.members(configs, seeds)
+    labels, member_configs, member_seeds = fit.members(configs, seeds)
     run = progress.train(name, member_configs, member_seeds)
     records = []
     for length in scale.length_evals:
@@ -151,29 +154,24 @@ def vowels_unit(scale, progress, encoding, point):
 
 
 def plan(scale: studies.Scale, store: records_lib.Store):
-  """Study 1's tuning units it needs (recorded as study 1's), then its
-  own."""
+  """Each variant's tuning units, then its final unit; the vowels with
+  study 1's tuning of them."""
   progress = studies.Progress(STUDY)
-  needed = [(name, encoding, 'before, sorted, marker')
-            for name, (encoding, _, _) in variants(scale).items()]
-  if scale.real_data:
-    needed += [(f'{e} on vowels', e, 'vowels') for e in VOWELS
-               if e in scale.encodings]
-  seen, points = set(), {}
-  for name, encoding, group in needed:
-    units = study_tasks.tune(scale, progress, group, encoding)
-    for unit in units:
-      if unit.key not in seen:
-        seen.add(unit.key)
-        yield unit
-    points[name] = tuning.choose(store, units)
   for name, (encoding, model, resample) in variants(scale).items():
-    yield (tuning.waiting(STUDY, name) if points[name] is None
-           else synthetic_unit(scale, progress, name, encoding, model,
-                               resample, points[name]))
-  if scale.real_data:
-    for encoding in VOWELS:
-      name = f'{encoding} on vowels'
-      if encoding in scale.encodings:
-        yield (tuning.waiting(STUDY, name) if points[name] is None
-               else vowels_unit(scale, progress, encoding, points[name]))
+    units = tuning.tune_units(name, train_configs(scale, encoding, model),
+                              encoding, scale, progress)
+    yield from units
+    point = tuning.choose(store, units)
+    yield (tuning.waiting(STUDY, name) if point is None else synthetic_unit(
+        scale, progress, name, encoding, model, resample, point))
+  if not scale.real_data:
+    return
+  for encoding in VOWELS:
+    if encoding not in scale.encodings:
+      continue
+    units = study_tasks.tune(scale, progress, 'vowels', encoding)
+    yield from units
+    point = tuning.choose(store, units)
+    name = f'{encoding} on vowels'
+    yield (tuning.waiting(STUDY, name) if point is None
+           else vowels_unit(scale, progress, encoding, point))

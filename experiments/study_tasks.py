@@ -22,6 +22,7 @@ moved the table and summarises the trained table and the change
 (`table_records`); the first seed's tables are kept for the figure.
 """
 
+import ml_collections
 import numpy as np
 
 from experiments import analysis
@@ -30,12 +31,14 @@ from experiments import records as records_lib
 from experiments import studies
 from experiments import tuning
 from posenc import data
+from posenc.datasets import base as data_base
 from posenc.datasets import digits
 from posenc.datasets import mnist1d
+from posenc.datasets import synthetic
 
 STUDY = 'tasks'
-CODE = ('experiments/study_tasks.py', 'experiments/tuning.py',
-        'experiments/analysis.py')  # Beside records.LIBRARY.
+# Beside records.LIBRARY:
+CODE = ('experiments/study_tasks.py', 'experiments/analysis.py')
 
 
 def groups(scale: studies.Scale) -> dict:
@@ -82,8 +85,8 @@ def groups(scale: studies.Scale) -> dict:
 def tune(scale: studies.Scale, progress: studies.Progress, group: str,
          encoding: str) -> list[records_lib.Unit]:
   configs = groups(scale)[group][1](encoding)
-  return tuning.tune_units(STUDY, f'{encoding} on {group}', configs,
-                           encoding, scale, progress)
+  return tuning.tune_units(f'{encoding} on {group}', configs, encoding,
+                           scale, progress)
 
 
 def _table(params) -> np.ndarray:
@@ -123,6 +126,19 @@ def table_records(run: fit.Run, start: fit.Run, i: int, config,
   return out
 
 
+def test_split(config: ml_collections.ConfigDict, seed: int,
+               dataset: data.Dataset) -> data.Batch:
+  """The dataset's test split; a synthetic task (which has none) gets one
+  from its own test stream, as long as its validation split."""
+  if dataset.test is not None:
+    return dataset.test
+  rng = data_base.get(config.data.name).split_rngs(
+      config.data.name, seed if config.data.seed is None
+      else config.data.seed)[2]
+  return synthetic.generate(config.data, rng, config.data.num_eval,
+                            dataset.eval['inputs'].shape[1])
+
+
 # digits2d's test split at 16 x 16 pixels (an 8 x 8 grid of patches): how
 # each encoding's tables are resampled ('none': it needs no table).
 RESAMPLE_16 = {'learned2d': ('bilinear', 'bicubic'), 'learned': ('linear',)}
@@ -144,10 +160,10 @@ def final_unit(scale, progress, group, encoding, point) -> records_lib.Unit:
   label = f'{encoding} on {group}'
 
   def compute():
-    names, member_configs, seeds = studies.members(configs, scale.seeds)
+    names, member_configs, seeds = fit.members(configs, scale.seeds)
     run = progress.train(label, member_configs, seeds)
     validation = fit.evaluate(run, [ds.eval for ds in run.datasets])
-    test = fit.evaluate(run, [tuning.test_split(c, s, ds) for c, s, ds in
+    test = fit.evaluate(run, [test_split(c, s, ds) for c, s, ds in
                               zip(member_configs, seeds, run.datasets)])
     start = fit.untrained(run) if encoding == 'learned' else None
     bigger = (larger_images(run, member_configs, seeds, encoding)

@@ -63,6 +63,11 @@ def test_quick_mode_records_resumes_checks_and_reports(tmp_path, capsys):
   # position: read perfectly there, trained or not.
   assert min(r['ridge'] for r in depth if r['encoding'] == 'learned'
              and r['layer'] == 0) == 1.0
+  # Without positions (and the class token left out) the tokens say nothing
+  # of where they are: chance is 1/10.
+  assert max(r['ridge'] for r in depth if r['encoding'] == 'none'
+             and r['layer'] == 0) < 0.25
+  assert all(0 < r['control_majority'] < 1 for r in depth)
 
   lengths = _records(out, 'lengths')
   assert {r['eval_len'] for r in lengths} == set(scale.length_evals)
@@ -73,7 +78,7 @@ def test_quick_mode_records_resumes_checks_and_reports(tmp_path, capsys):
     assert (out / 'figures' / f'{name}.png').read_bytes()[:4] == b'\x89PNG'
   text = doc.read_text()
   assert text.startswith('# t\n\nbefore\n\n') and text.endswith('\n\nafter\n')
-  assert 'old' not in text
+  assert '\nold\n' not in text
   for k in (1, 2, 3, 4):
     assert f'### {k}. ' in text
   for page in (doc, out / 'results.md'):  # Links resolve from each page.
@@ -92,6 +97,17 @@ def test_quick_mode_records_resumes_checks_and_reports(tmp_path, capsys):
   with pytest.raises(SystemExit) as exit_:
     run.main(['--quick', f'--out={out}', '--check'])
   assert exit_.value.code == 0
+  # A record of a unit no longer planned (another spec) is kept on disk,
+  # not reported.
+  path = out / 'tasks.jsonl'
+  extra = json.loads(path.read_text().splitlines()[-1])
+  path.write_text(path.read_text() + json.dumps(
+      {**extra, 'unit': 'superseded', 'test_accuracy': 0.0}) + '\n')
+  run.main(['--quick', f'--out={out}', '--report_only', f'--doc={doc}'])
+  assert 'of units no longer planned left out' in doc.read_text()
+  assert doc.read_text().replace(
+      '; 1 records of other code or of units no longer planned left out',
+      '') == text
   # Records of other code are stale: listed, left out of the report.
   path = out / 'depth.jsonl'
   path.write_text(path.read_text().replace(digests['depth'], 'other'))

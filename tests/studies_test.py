@@ -8,10 +8,12 @@ import pytest
 from scipy import stats as scipy_stats
 
 from experiments import analysis
+from experiments import fit
 from experiments import probes
 from experiments import records
 from experiments import stats
 from experiments import studies
+from experiments import study_lengths
 from experiments import tuning
 
 
@@ -31,13 +33,13 @@ def test_store_runs_a_unit_once_per_code_and_spec(tmp_path):
   store.run(_unit(calls, 'b'))  # Another spec is another unit.
   assert calls == ['a', 'b']
   newer = records.Store(tmp_path, {'toy': 'code2'})
-  state = newer.check([_unit([]), _unit([], 'c')])
+  state = newer.check([_unit([]), _unit([], 'c')], 'toy')
   assert state == {'current': [], 'stale': ['a'], 'missing': ['c'],
                    'unplanned': [_unit([], 'b').key]}
   newer.run(_unit(calls))  # Rerun with today's code replaces the old.
   assert calls == ['a', 'b', 'a']
   assert [r['code'] for r in newer.read('toy')] == ['code1', 'code2']
-  assert newer.check([_unit([])])['current'] == ['a']
+  assert newer.check([_unit([])], 'toy')['current'] == ['a']
 
 
 def test_a_corrupt_record_is_named_and_a_failed_unit_saves_nothing(tmp_path):
@@ -150,9 +152,9 @@ def test_tables_summaries_and_tuning_choice(tmp_path):
   assert tuning.grid(scale, 'rope') == [{'learning_rate': 1e-3},
                                         {'learning_rate': 2e-3}]
   configs = {'argmax': studies.base_config(scale, 'argmax', 'rope')}
-  units = tuning.tune_units('t', 'rope', configs, 'rope', scale,
+  units = tuning.tune_units('rope', configs, 'rope', scale,
                             studies.Progress('t'))
-  store = records.Store(tmp_path, {'t': 'c'})
+  store = records.Store(tmp_path, {'tuning': 'c'})
   assert tuning.choose(store, units) is None  # Not tuned yet.
   scores = {1e-3: [0.7, 0.9], 2e-3: [0.85, 0.8]}  # Means 0.8 and 0.825.
   for unit in units:
@@ -162,3 +164,38 @@ def test_tables_summaries_and_tuning_choice(tmp_path):
          'validation_accuracy': a} for s, a in zip((100, 101), scores[lr])]
     store.run(unit)
   assert tuning.choose(store, units) == {'learning_rate': 2e-3}
+
+  # A point that diverges is recorded as such and never chosen.
+  class Diverging(studies.Progress):
+    def train(self, label, configs, seeds):
+      raise FloatingPointError('non-finite train loss')
+  units = tuning.tune_units('rope', configs, 'rope', scale, Diverging('t'))
+  store = records.Store(tmp_path / 'diverged', {'tuning': 'c'})
+  store.run(units[1])
+  assert [r['diverged'] for r in store.records(units[1])] == [True, True]
+  units[0].compute = lambda: [
+      {'kind': 'tune', 'seed': s, 'point': {'learning_rate': 1e-3},
+       'validation_accuracy': 0.6} for s in (100, 101)]
+  store.run(units[0])
+  assert tuning.choose(store, units) == {'learning_rate': 1e-3}
+
+
+def test_rope_scaling_evaluations_change_only_longer_inputs():
+  scale = studies.QUICK
+  config = studies.base_config(scale, 'before', 'rope')
+  config.data.update(seq_len=8, num_train=64, num_eval=32)
+  run = fit.train([config], [0])
+  evaluations = study_lengths.evaluations(run, 'rope')
+  assert set(evaluations) == {'', ' (linear)', ' (ntk)', ' (yarn)'}
+  rng = np.random.default_rng(0)
+  logits = {}
+  for length in (8, 16):
+    inputs = rng.standard_normal((4, length, 16)).astype(np.float32)
+    logits[length] = {
+        name: np.asarray(r.model.apply({'params': r.member_params(0)},
+                                       inputs, train=False)[0])
+        for name, r in evaluations.items()}
+  for name in evaluations:  # At the trained length every method is exact.
+    np.testing.assert_allclose(logits[8][name], logits[8][''], atol=1e-6)
+  for name in (' (linear)', ' (ntk)', ' (yarn)'):
+    assert np.abs(logits[16][name] - logits[16]['']).max() > 1e-3
