@@ -36,35 +36,48 @@ def _curve(ax, xs, per_x: list[list[float]], **style) -> None:
 
 
 def depth(records, path: pathlib.Path, probe: str = 'ridge') -> None:
-  """Per task: `probe` accuracy against layer, each variant trained (solid)
-  and untrained (dashed, same colour); chance as a grey line."""
+  """`probe` accuracy against layer, trained (solid) and untrained (dashed,
+  same colour): a row per task; columns: the learned table at each initial
+  scale, the learned table at the sinusoidal table's norm (std 0.707)
+  against the sinusoidal table, the other encodings. Chance: grey."""
   tasks = list(dict.fromkeys(r['task'] for r in records))
   variants = list(dict.fromkeys(r['variant'] for r in records))
   colours = dict(zip(variants, plt.cm.tab10.colors))
-  fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.2),
+  scales = [v for v in variants if v.startswith('learned, std')]
+  matched = [v for v in ('learned, std 0.707', 'sinusoidal') if v in variants]
+  panels = [('learned table, by initial scale', scales),
+            ('matched scale', matched),
+            ('the others', [v for v in variants if v not in scales
+                            and v not in matched])]
+  panels = [p for p in panels if p[1]]
+  fig, axes = plt.subplots(len(tasks), len(panels),
+                           figsize=(5 * len(panels), 3.8 * len(tasks)),
                            squeeze=False)
-  for ax, task in zip(axes[0], tasks):
+  for row, task in enumerate(tasks):
     rows = [r for r in records if r['task'] == task]
-    length = None
-    for variant in variants:
-      for trained in (True, False):
-        chosen = [r for r in rows if r['variant'] == variant
-                  and r['trained'] == trained]
-        if not chosen:
-          continue
-        layers = sorted({r['layer'] for r in chosen})
-        _curve(ax, layers, [[r[probe] for r in chosen if r['layer'] == layer]
-                            for layer in layers],
-               color=colours[variant], linestyle='-' if trained else '--',
-               marker='o' if trained else None, markersize=3,
-               label=variant if trained else None)
-    length = {'argmax': 10, 'digits': 64}.get(task)
-    if length:
-      ax.axhline(100 / length, color='grey', linewidth=0.8)
-    ax.set(title=f'{task}: {probe} probe for position (dashed: untrained)',
-           xlabel='layer (0: input)', ylabel='held-out accuracy (%)',
-           ylim=(0, 102))
-  axes[0][-1].legend(fontsize=7, loc='lower left')
+    for col, (title, shown) in enumerate(panels):
+      ax = axes[row, col]
+      for variant in shown:
+        for trained in (True, False):
+          chosen = [r for r in rows if r['variant'] == variant
+                    and r['trained'] == trained]
+          if not chosen:
+            continue
+          layers = sorted({r['layer'] for r in chosen})
+          _curve(ax, layers, [[r[probe] for r in chosen
+                               if r['layer'] == layer] for layer in layers],
+                 color=colours[variant], linestyle='-' if trained else '--',
+                 marker='o' if trained else None, markersize=3,
+                 label=variant if trained else None)
+      length = {'argmax': 10, 'digits': 64}.get(task)
+      if length:
+        ax.axhline(100 / length, color='grey', linewidth=0.8)
+      ax.set(title=f'{task}: {title}', xlabel='layer (0: input)',
+             ylabel=f'{probe} probe, held-out accuracy (%)', ylim=(0, 102))
+      ax.xaxis.get_major_locator().set_params(integer=True)
+      ax.legend(fontsize=7, loc='lower left')
+  fig.suptitle('Position read from each layer: trained (solid) and untrained '
+               'twins (dashed), 95% bands over seeds', fontsize=10)
   _save(fig, path)
 
 

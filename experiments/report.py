@@ -192,19 +192,28 @@ def _lengths(records, tasks, out, links) -> list[str]:
     lines += ['Accuracy (%) on sequences of exactly each length, mean of '
               "'before' and 'sorted' per seed, then over seeds (± 95% "
               f'interval). Trained on {synthetic[0]["train_len"] // 2} to '
-              f'{synthetic[0]["train_len"]} steps.', '']
+              f'{synthetic[0]["train_len"]} steps. The last column: the '
+              'paired difference to the learned table resampled, at the '
+              'longest length (*: holds under Holm\'s correction over the '
+              'column).', '']
     tasks_n = len({r['task'] for r in synthetic})
-    body = []
-    for variant in dict.fromkeys(r['variant'] for r in synthetic):
-      cells = []
-      for length in evals:
-        per = {}
-        for r in synthetic:
-          if r['variant'] == variant and r['eval_len'] == length:
-            per.setdefault(r['seed'], []).append(r['accuracy'])
-        cells.append(_cell(np.mean(v) for v in per.values()
-                           if len(v) == tasks_n))
-      body.append([variant] + cells)
+
+    def by_seed(variant, length):  # Mean over the tasks, seeds with all.
+      per = {}
+      for r in synthetic:
+        if r['variant'] == variant and r['eval_len'] == length:
+          per.setdefault(r['seed'], []).append(r['accuracy'])
+      return {s: float(np.mean(v)) for s, v in per.items()
+              if len(v) == tasks_n}
+    variants = list(dict.fromkeys(r['variant'] for r in synthetic))
+    reference = 'learned (resample)'
+    longest = max(evals)
+    diffs = _diffs([(by_seed(v, longest), by_seed(reference, longest))
+                    if v != reference and by_seed(reference, longest)
+                    else None for v in variants])
+    body = [[v] + [_cell(by_seed(v, x).values()) for x in evals]
+            + [diff if v != reference else '']
+            for v, diff in zip(variants, diffs)]
     train_len = synthetic[0]['train_len']
     baseline = [r for r in synthetic if r['variant'] == 'learned (resample)'
                 and r['eval_len'] == train_len]
@@ -214,15 +223,20 @@ def _lengths(records, tasks, out, links) -> list[str]:
                     f'{t} {_cell(r["accuracy"] for r in baseline if r["task"] == t)}'
                     for t in dict.fromkeys(r['task'] for r in baseline))
                 + '.', '']
-    lines += _table(['variant'] + [str(x) for x in evals], body)
+    lines += _table(['variant'] + [str(x) for x in evals]
+                    + [f'Δ {reference}, {longest}'], body)
     lines += _figure(out, links, 'lengths', 'Study 3: accuracy by length')
   vowels = [r for r in rows if r['data'] == 'vowels' and r['split'] == 'test']
   if vowels:
     lines += ['JapaneseVowels trained on utterances of at most 15 frames, '
               'test accuracy (%) on those of 16 to 29:', '']
-    lines += _table(['encoding', 'test, 16-29 frames'], [
-        [f'`{e}`', _cell(r['accuracy'] for r in vowels if r['variant'] == e)]
-        for e in dict.fromkeys(r['variant'] for r in vowels)])
+    names = list(dict.fromkeys(r['variant'] for r in vowels))
+    learned = stats.by_seed(vowels, 'accuracy', variant='learned')
+    diffs = _diffs([(stats.by_seed(vowels, 'accuracy', variant=e), learned)
+                    if e != 'learned' and learned else None for e in names])
+    lines += _table(['encoding', 'test, 16-29 frames', 'Δ learned'], [
+        [f'`{e}`', _cell(r['accuracy'] for r in vowels if r['variant'] == e),
+         diff if e != 'learned' else ''] for e, diff in zip(names, diffs)])
   if grid:
     lines += ['Digits in 2 x 2 patches, trained at 8 x 8 pixels (a 4 x 4 '
               'grid) and tested at 16 x 16 (8 x 8), test accuracy (%); '
