@@ -91,6 +91,14 @@ def test_interval_is_students_t_and_pairing_removes_the_shared_part():
   assert not stats.paired({0: 0.1, 1: 0.3}, {0: 0.2, 1: 0.2}).excludes_zero()
   with pytest.raises(ValueError, match='no shared seeds'):
     stats.paired({0: 1.0}, {1: 1.0})
+  # The t test behind the interval, and Holm's step-down over several:
+  # 0.005 <= 0.05/4 and 0.01 <= 0.05/3 reject; 0.03 > 0.05/2 stops it.
+  np.testing.assert_allclose(
+      stats.interval([0.1, 0.3, 0.2, 0.4]).p,
+      scipy_stats.ttest_1samp([0.1, 0.3, 0.2, 0.4], 0).pvalue)
+  assert stats.holm([0.01, 0.04, 0.03, 0.005, float('nan')]) == [
+      True, False, False, True, False]
+  assert stats.kappa(0.55, 0.1) == pytest.approx(0.5)
 
 
 def test_probes_linear_mlp_and_the_control_task():
