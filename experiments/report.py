@@ -136,8 +136,9 @@ def _depth(records, out, links) -> list[str]:
            'lies above it; chance 1/L) minus its kappa on the control task '
            '(a random position per content type, Hewitt and Liang 2019; '
            'chance its most frequent label), after the last block, x100. '
-           '`share`: the variance position alone explains at the input '
-           '(trained). `task`: validation accuracy.', '']
+           '`share`: the share of the input\'s variance that position alone '
+           'explains (%), at initialisation and after training. `task`: '
+           'validation accuracy.', '']
   for task in dict.fromkeys(r['task'] for r in rows):
     chosen = [r for r in rows if r['task'] == task]
     last = max(r['layer'] for r in chosen)
@@ -167,13 +168,15 @@ def _depth(records, out, links) -> list[str]:
           cell('ridge', variant, last, False), deltas['ridge'][k],
           cell('mlp', variant, last, True), cell('mlp', variant, last, False),
           deltas['mlp'][k], _cell(selectivity),
+          cell('position_share', variant, 0, False),
           cell('position_share', variant, 0, True),
           _cell(r['task_accuracy'] for r in mine)])
     lines += [f'**{task}** ({chosen[0]["num_layers"]} blocks, {length} '
               'positions)', '']
     lines += _table(['variant', 'linear, input', f'linear, layer {last}',
                      'untrained', 'Δ', f'MLP, layer {last}', 'untrained',
-                     'Δ', 'selectivity', 'share', 'task'], body)
+                     'Δ', 'selectivity', 'share, init', 'trained',
+                     'task'], body)
   return lines + _figure(out, links, 'depth', 'Study 2: linear probes') + (
       _figure(out, links, 'depth_mlp', 'Study 2: MLP probes'))
 
