@@ -12,6 +12,8 @@ import numpy as np
 from experiments import analysis
 from experiments import stats
 
+# The depth study's tasks: positions per sequence (probe chance 1/L).
+POSITIONS = {'argmax': 10, 'digits': 64}
 # Greydanus (2020), MNIST-1D test accuracy: (plain, shuffled).
 PUBLISHED_MNIST1D = {'logistic regression': (0.32, 0.32), 'MLP': (0.68, 0.68),
                      'CNN': (0.94, 0.56), 'GRU': (0.91, 0.57)}
@@ -69,7 +71,7 @@ def depth(records, path: pathlib.Path, probe: str = 'ridge') -> None:
                  color=colours[variant], linestyle='-' if trained else '--',
                  marker='o' if trained else None, markersize=3,
                  label=variant if trained else None)
-      length = {'argmax': 10, 'digits': 64}.get(task)
+      length = POSITIONS.get(task)
       if length:
         ax.axhline(100 / length, color='grey', linewidth=0.8)
       ax.set(title=f'{task}: {title}', xlabel='layer (0: input)',

@@ -41,6 +41,16 @@ def _diffs(pairs: list[tuple[dict, dict] | None]) -> list[str]:
           for i, r in zip(intervals, reject)]
 
 
+def _task_mean(rows, value: str, tasks: int, **where) -> dict:
+  """{seed: mean of `value` over the tasks} for the rows matching `where`,
+  over the seeds that have all `tasks` tasks."""
+  per = {}
+  for r in rows:
+    if all(r.get(k) == v for k, v in where.items()):
+      per.setdefault(r['seed'], []).append(r[value])
+  return {s: float(np.mean(v)) for s, v in per.items() if len(v) == tasks}
+
+
 def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
             alt: str) -> list[str]:
   path = out / 'figures' / f'{name}.png'
@@ -82,12 +92,7 @@ def _tasks(records, grid, out, links) -> list[str]:
     encodings = list(dict.fromkeys(r['encoding'] for r in rows))
 
     def mean_by_seed(e):
-      per = {}
-      for r in rows:
-        if r['encoding'] == e:
-          per.setdefault(r['seed'], []).append(r['test_accuracy'])
-      return {s: float(np.mean(v)) for s, v in per.items()
-              if len(v) == len(names)}
+      return _task_mean(rows, 'test_accuracy', len(names), encoding=e)
     learned = mean_by_seed('learned')
     diffs = _diffs([(mean_by_seed(e), learned) if e != 'learned' and learned
                     else None for e in encodings])
@@ -142,7 +147,7 @@ def _depth(records, out, links) -> list[str]:
   for task in dict.fromkeys(r['task'] for r in rows):
     chosen = [r for r in rows if r['task'] == task]
     last = max(r['layer'] for r in chosen)
-    length = {'argmax': 10, 'digits': 64}.get(task)
+    length = figures.POSITIONS.get(task)
     variants = list(dict.fromkeys(r['variant'] for r in chosen))
 
     def pick(variant, layer, trained):
@@ -201,13 +206,9 @@ def _lengths(records, tasks, out, links) -> list[str]:
               'column).', '']
     tasks_n = len({r['task'] for r in synthetic})
 
-    def by_seed(variant, length):  # Mean over the tasks, seeds with all.
-      per = {}
-      for r in synthetic:
-        if r['variant'] == variant and r['eval_len'] == length:
-          per.setdefault(r['seed'], []).append(r['accuracy'])
-      return {s: float(np.mean(v)) for s, v in per.items()
-              if len(v) == tasks_n}
+    def by_seed(variant, length):
+      return _task_mean(synthetic, 'accuracy', tasks_n, variant=variant,
+                        eval_len=length)
     variants = list(dict.fromkeys(r['variant'] for r in synthetic))
     reference = 'learned (resample)'
     longest = max(evals)

@@ -21,13 +21,9 @@ import argparse
 import datetime
 import importlib
 import json
-import os
 import pathlib
-import platform
 import sys
 import time
-
-import jax
 
 from experiments import records as records_lib
 from experiments import report
@@ -36,21 +32,6 @@ from experiments import tuning
 
 REPO = records_lib.REPO
 STUDIES = ('depth', 'lengths', 'tasks')  # In the order they run.
-
-
-def machine() -> dict:
-  cpu = platform.processor()
-  try:
-    for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-      if line.startswith('model name'):
-        cpu = line.split(':', 1)[1].strip()
-        break
-  except OSError:
-    pass
-  memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  return {'cpu': cpu, 'cores': len(os.sched_getaffinity(0)),
-          'memory_gib': memory / 2**30, 'python': platform.python_version(),
-          'jax': jax.__version__, 'backend': jax.default_backend()}
 
 
 def module(study: str):
@@ -121,7 +102,7 @@ def main(argv=None) -> None:
   if args.check:
     sys.exit(0 if check(store, scale, selected) else 1)
 
-  info = machine()
+  info = records_lib.environment()
   start = time.perf_counter()
   if not args.report_only:
     print(f'posenc studies {",".join(selected)} on {info["cores"]} cores '
