@@ -35,10 +35,14 @@ import jax
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 Record = dict[str, Any]
-# The code every study's numbers depend on; each study adds its own modules
-# (its `CODE`). experiments/studies.py builds configs only, and those are in
-# each unit's spec.
-LIBRARY = ('posenc/**/*.py', 'experiments/fit.py')
+# The code every study's numbers depend on: these files and every posenc
+# module they import, directly or not (`library`); each study adds its own
+# modules (its `CODE`) and their imports. experiments/studies.py builds
+# configs only, and those are in each unit's spec. A module that none of
+# these imports (a dataset or encoding that registers itself when a config
+# imports it) cannot change a study's numbers and is left out.
+LIBRARY = ('posenc/main.py', 'experiments/fit.py')
+PACKAGE = 'posenc'
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -49,6 +53,52 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
         and isinstance(body[0].value.value, str)):
       node.body = body[1:] or [ast.Pass()]
   return tree
+
+
+def _module_files(name: str, root: pathlib.Path) -> list[pathlib.Path]:
+  """The files importing module `name` runs: its packages' `__init__.py`
+  and its own file ([] for a name that is not a module, such as a
+  function imported from one)."""
+  parts = name.split('.')
+  files = []
+  for n in range(1, len(parts) + 1):
+    stem = root.joinpath(*parts[:n])
+    if (stem / '__init__.py').exists():
+      files.append(stem / '__init__.py')
+    elif stem.with_suffix('.py').exists():
+      files.append(stem.with_suffix('.py'))
+    else:
+      break
+  return files
+
+
+def library(code: tuple[str, ...], root: pathlib.Path = REPO
+            ) -> tuple[str, ...]:
+  """`LIBRARY` and `code` (paths under `root`) with every `PACKAGE` module
+  they import, followed through their own imports: the files a study's
+  numbers can depend on, sorted."""
+  todo = [root / path for path in LIBRARY + code]
+  seen: set[pathlib.Path] = set()
+  while todo:
+    path = todo.pop()
+    if path in seen:
+      continue
+    if not path.exists():
+      raise FileNotFoundError(f'{path} is not a file; it is named by '
+                              'records.LIBRARY or a study\'s CODE.')
+    seen.add(path)
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+      if isinstance(node, ast.Import):
+        names = [alias.name for alias in node.names]
+      elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        names = [node.module] + [f'{node.module}.{alias.name}'
+                                 for alias in node.names]
+      else:
+        continue
+      for name in names:
+        if name == PACKAGE or name.startswith(PACKAGE + '.'):
+          todo.extend(_module_files(name, root))
+  return tuple(sorted(p.relative_to(root).as_posix() for p in seen))
 
 
 def source_digest(patterns: tuple[str, ...], root: pathlib.Path = REPO

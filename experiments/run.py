@@ -42,7 +42,7 @@ def code_digests() -> dict[str, str]:
   """Each study's code digest (tuning's too: its units are shared)."""
   modules = {s: module(s) for s in STUDIES}
   modules[tuning.STUDY] = tuning
-  return {s: records_lib.source_digest(records_lib.LIBRARY + m.CODE)
+  return {s: records_lib.source_digest(records_lib.library(m.CODE))
           for s, m in modules.items()}
 
 

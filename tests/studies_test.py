@@ -72,6 +72,33 @@ def test_code_digest_ignores_documentation_and_sees_code(tmp_path):
     records.source_digest(('*.txt',), tmp_path)
 
 
+def test_library_follows_imports_and_leaves_out_what_nothing_imports(
+    tmp_path, monkeypatch):
+  pkg = tmp_path / 'posenc'
+  (pkg / 'sub').mkdir(parents=True)
+  (tmp_path / 'experiments').mkdir()
+  for name in ('__init__.py', 'sub/__init__.py', 'sub/plugin.py', 'util.py',
+               'other.py'):
+    (pkg / name).write_text('')
+  (pkg / 'main.py').write_text('from posenc import util\nimport numpy\n')
+  (pkg / 'util.py').write_text('from posenc.sub import helper\n'
+                               'from posenc.util import thing  # itself\n')
+  (pkg / 'sub' / 'helper.py').write_text('x = 1\n')
+  (tmp_path / 'experiments' / 'fit.py').write_text('import posenc.other\n')
+  (tmp_path / 'experiments' / 'study.py').write_text(
+      'from posenc.sub import plugin\n')
+  monkeypatch.setattr(records, 'LIBRARY', ('posenc/main.py',
+                                           'experiments/fit.py'))
+  base = {'experiments/fit.py', 'posenc/__init__.py', 'posenc/main.py',
+          'posenc/other.py', 'posenc/sub/__init__.py', 'posenc/sub/helper.py',
+          'posenc/util.py'}
+  assert set(records.library((), tmp_path)) == base
+  assert set(records.library(('experiments/study.py',), tmp_path)) == base | {
+      'experiments/study.py', 'posenc/sub/plugin.py'}
+  with pytest.raises(FileNotFoundError, match='gone.py'):
+    records.library(('experiments/gone.py',), tmp_path)
+
+
 def test_interval_is_students_t_and_pairing_removes_the_shared_part():
   i = stats.interval([1.0, 2.0, 3.0])
   half = scipy_stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)
