@@ -48,7 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   # A name registered in posenc.data: the synthetic suite 'argmax', 'before',
   # 'sorted', 'marker', 'random'; 'listops'; 'mnist1d', 'mnist1d_shuffled';
   # 'digits', 'digits_shuffled'; 'vowels' (JapaneseVowels); 'npz' (your
-  # own arrays, from data.path).
+  # own arrays, from data.path); the Chomsky-hierarchy tasks once
+  # posenc.datasets.chomsky is imported (configs/chomsky.py).
   config.data.name = 'argmax'
   config.data.seed = config_dict.placeholder(int)  # None: the run's seed.
   config.data.seq_len = 10  # Tokens per training sequence (the longest).

@@ -13,7 +13,10 @@ Every dataset is one entry (`posenc.datasets.base.Source`) in a registry:
   pixels or square patches in raster order; see `posenc.datasets.digits`;
 - 'vowels': JapaneseVowels, 7 to 29 frames of 12 coefficients, padded and
   masked; see `posenc.datasets.vowels`;
-- 'npz': your own arrays from `data.path`; see `posenc.datasets.npz`.
+- 'npz': your own arrays from `data.path`; see `posenc.datasets.npz`;
+- the Chomsky-hierarchy tasks of Ruoss et al. (2023), 'even_pairs',
+  'parity_check', ... (`posenc.datasets.chomsky`), registered when that
+  module is imported, as `configs/chomsky.py` does.
 
 Every dataset has 'train' and 'eval' splits; ListOps, MNIST-1D, digits and
 JapaneseVowels also have 'test'. ListOps, MNIST-1D and JapaneseVowels take a
