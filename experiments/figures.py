@@ -205,3 +205,28 @@ def tables(records, path: pathlib.Path) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=110, bbox_inches='tight')
   plt.close(fig)
+
+
+def ruoss(records, path: pathlib.Path, tasks: list[str]) -> None:
+  """Test accuracy against test length, one panel per task: plain
+  encodings dashed, randomized solid (Ruoss et al.'s figure)."""
+  fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5),
+                           squeeze=False)
+  for ax, task in zip(axes[0], tasks):
+    rows = [r for r in records if r['task'] == task and r['length'] != 'train']
+    encodings = list(dict.fromkeys(r['encoding'] for r in rows))
+    for k, encoding in enumerate(encodings):
+      for randomized in (False, True):
+        chosen = [r for r in rows if r['encoding'] == encoding
+                  and r['randomized'] == randomized]
+        if not chosen:
+          continue
+        xs = sorted({r['length'] for r in chosen})
+        _curve(ax, xs, [[r['accuracy'] for r in chosen if r['length'] == x]
+                        for x in xs], color=plt.cm.tab10.colors[k % 10],
+               linestyle='-' if randomized else '--',
+               label=encoding + (' (randomized)' if randomized else ''))
+    ax.set(title=task, xlabel='test length (trained on 1..40)',
+           ylabel='accuracy (%)', ylim=(0, 101))
+    ax.legend(fontsize=6, ncol=2, loc='lower left')
+  _save(fig, path)

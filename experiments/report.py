@@ -12,33 +12,14 @@ import pathlib
 import numpy as np
 
 from experiments import figures
+from experiments import markdown
 from experiments import records as records_lib
+from experiments import report_ruoss
 from experiments import stats
 
 BEGIN = ('<!-- results:begin (written by `python -m experiments.run`; '
          'edits between these markers are overwritten) -->')
 END = '<!-- results:end -->'
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  lines = ['| ' + ' | '.join(header) + ' |',
-           '|' + '---|' * len(header)]
-  return lines + ['| ' + ' | '.join(row) + ' |' for row in rows] + ['']
-
-
-def _cell(values) -> str:
-  values = list(values)
-  return stats.interval(values).format() if values else '–'
-
-
-def _diffs(pairs: list[tuple[dict, dict] | None]) -> list[str]:
-  """a - b for each (a, b) pair (paired over shared seeds, in points),
-  marked * where Holm's correction over the list rejects zero."""
-  intervals = [stats.paired(*pair) if pair and set(pair[0]) & set(pair[1])
-               else None for pair in pairs]
-  reject = stats.holm([i.p if i else float('nan') for i in intervals])
-  return [i.format() + ('*' if r else '') if i else '–'
-          for i, r in zip(intervals, reject)]
 
 
 def _task_mean(rows, value: str, tasks: int, **where) -> dict:
@@ -49,15 +30,6 @@ def _task_mean(rows, value: str, tasks: int, **where) -> dict:
     if all(r.get(k) == v for k, v in where.items()):
       per.setdefault(r['seed'], []).append(r[value])
   return {s: float(np.mean(v)) for s, v in per.items() if len(v) == tasks}
-
-
-def _figure(out: pathlib.Path, links: pathlib.Path, name: str,
-            alt: str) -> list[str]:
-  path = out / 'figures' / f'{name}.png'
-  if not path.exists():
-    return []
-  link = pathlib.Path(os.path.relpath(path, links)).as_posix()
-  return [f'![{alt}]({link})', '']
 
 
 def _point(point: dict, grid: dict) -> str:
@@ -94,17 +66,17 @@ def _tasks(records, grid, out, links) -> list[str]:
     def mean_by_seed(e):
       return _task_mean(rows, 'test_accuracy', len(names), encoding=e)
     learned = mean_by_seed('learned')
-    diffs = _diffs([(mean_by_seed(e), learned) if e != 'learned' and learned
+    diffs = markdown.diffs([(mean_by_seed(e), learned) if e != 'learned' and learned
                     else None for e in encodings])
     body = []
     for e, diff in zip(encodings, diffs):
       chosen = [r for r in rows if r['encoding'] == e]
       body.append([f'`{e}`'] + [
-          _cell(r['test_accuracy'] for r in chosen if r['task'] == t)
+          markdown.cell(r['test_accuracy'] for r in chosen if r['task'] == t)
           for t in names] + [diff if e != 'learned' else '',
                              _point(chosen[0]['point'], grid)])
     lines += [f'**{group}**', '']
-    lines += _table(['encoding'] + names + ['Δ learned', 'lr, init'], body)
+    lines += markdown.table(['encoding'] + names + ['Δ learned', 'lr, init'], body)
   shuffles = [(plain, f'{plain}_shuffled') for plain in ('mnist1d', 'digits')
               if any(r['task'] == plain for r in final)]
   if shuffles:
@@ -114,15 +86,15 @@ def _tasks(records, grid, out, links) -> list[str]:
               'summed in another order: its row is the float noise floor.',
               '']
     encodings = list(dict.fromkeys(r['encoding'] for r in final))
-    columns = [_diffs([
+    columns = [markdown.diffs([
         (stats.by_seed(final, 'test_accuracy', task=plain, encoding=e),
          stats.by_seed(final, 'test_accuracy', task=shuffled, encoding=e))
         for e in encodings]) for plain, shuffled in shuffles]
     body = [[f'`{e}`'] + [column[k] for column in columns]
             for k, e in enumerate(encodings)]
-    lines += _table(['encoding'] + [f'{p}: plain - shuffled'
+    lines += markdown.table(['encoding'] + [f'{p}: plain - shuffled'
                                     for p, _ in shuffles], body)
-  return lines + _figure(out, links, 'tasks', 'Study 1: test accuracy')
+  return lines + markdown.figure(out, links, 'tasks', 'Study 1: test accuracy')
 
 
 def _depth(records, out, links) -> list[str]:
@@ -155,8 +127,8 @@ def _depth(records, out, links) -> list[str]:
               and r['layer'] == layer and r['trained'] == trained]
 
     def cell(field, variant, layer, trained):
-      return _cell(r[field] for r in pick(variant, layer, trained))
-    deltas = {field: _diffs([
+      return markdown.cell(r[field] for r in pick(variant, layer, trained))
+    deltas = {field: markdown.diffs([
         ({r['seed']: r[field] for r in pick(v, last, True)},
          {r['seed']: r[field] for r in pick(v, last, False)})
         for v in variants]) for field in ('ridge', 'mlp')}
@@ -172,18 +144,18 @@ def _depth(records, out, links) -> list[str]:
           cell('ridge', variant, last, True),
           cell('ridge', variant, last, False), deltas['ridge'][k],
           cell('mlp', variant, last, True), cell('mlp', variant, last, False),
-          deltas['mlp'][k], _cell(selectivity),
+          deltas['mlp'][k], markdown.cell(selectivity),
           cell('position_share', variant, 0, False),
           cell('position_share', variant, 0, True),
-          _cell(r['task_accuracy'] for r in mine)])
+          markdown.cell(r['task_accuracy'] for r in mine)])
     lines += [f'**{task}** ({chosen[0]["num_layers"]} blocks, {length} '
               'positions)', '']
-    lines += _table(['variant', 'linear, input', f'linear, layer {last}',
+    lines += markdown.table(['variant', 'linear, input', f'linear, layer {last}',
                      'untrained', 'Δ', f'MLP, layer {last}', 'untrained',
                      'Δ', 'selectivity', 'share, init', 'trained',
                      'task'], body)
-  return lines + _figure(out, links, 'depth', 'Study 2: linear probes') + (
-      _figure(out, links, 'depth_mlp', 'Study 2: MLP probes'))
+  return lines + markdown.figure(out, links, 'depth', 'Study 2: linear probes') + (
+      markdown.figure(out, links, 'depth_mlp', 'Study 2: MLP probes'))
 
 
 def _lengths(records, tasks, out, links) -> list[str]:
@@ -212,10 +184,10 @@ def _lengths(records, tasks, out, links) -> list[str]:
     variants = list(dict.fromkeys(r['variant'] for r in synthetic))
     reference = 'learned (resample)'
     longest = max(evals)
-    diffs = _diffs([(by_seed(v, longest), by_seed(reference, longest))
+    diffs = markdown.diffs([(by_seed(v, longest), by_seed(reference, longest))
                     if v != reference and by_seed(reference, longest)
                     else None for v in variants])
-    body = [[v] + [_cell(by_seed(v, x).values()) for x in evals]
+    body = [[v] + [markdown.cell(by_seed(v, x).values()) for x in evals]
             + [diff if v != reference else '']
             for v, diff in zip(variants, diffs)]
     train_len = synthetic[0]['train_len']
@@ -224,22 +196,22 @@ def _lengths(records, tasks, out, links) -> list[str]:
     if baseline:
       lines += ['The learned baseline at the training length (`learned '
                 '(resample)`, L = %d): ' % train_len + ', '.join(
-                    f'{t} {_cell(r["accuracy"] for r in baseline if r["task"] == t)}'
+                    f'{t} {markdown.cell(r["accuracy"] for r in baseline if r["task"] == t)}'
                     for t in dict.fromkeys(r['task'] for r in baseline))
                 + '.', '']
-    lines += _table(['variant'] + [str(x) for x in evals]
+    lines += markdown.table(['variant'] + [str(x) for x in evals]
                     + [f'Δ {reference}, {longest}'], body)
-    lines += _figure(out, links, 'lengths', 'Study 3: accuracy by length')
+    lines += markdown.figure(out, links, 'lengths', 'Study 3: accuracy by length')
   vowels = [r for r in rows if r['data'] == 'vowels' and r['split'] == 'test']
   if vowels:
     lines += ['JapaneseVowels trained on utterances of at most 15 frames, '
               'test accuracy (%) on those of 16 to 29:', '']
     names = list(dict.fromkeys(r['variant'] for r in vowels))
     learned = stats.by_seed(vowels, 'accuracy', variant='learned')
-    diffs = _diffs([(stats.by_seed(vowels, 'accuracy', variant=e), learned)
+    diffs = markdown.diffs([(stats.by_seed(vowels, 'accuracy', variant=e), learned)
                     if e != 'learned' and learned else None for e in names])
-    lines += _table(['encoding', 'test, 16-29 frames', 'Δ learned'], [
-        [f'`{e}`', _cell(r['accuracy'] for r in vowels if r['variant'] == e),
+    lines += markdown.table(['encoding', 'test, 16-29 frames', 'Δ learned'], [
+        [f'`{e}`', markdown.cell(r['accuracy'] for r in vowels if r['variant'] == e),
          diff if e != 'learned' else ''] for e, diff in zip(names, diffs)])
   if grid:
     lines += ['Digits in 2 x 2 patches, trained at 8 x 8 pixels (a 4 x 4 '
@@ -251,9 +223,9 @@ def _lengths(records, tasks, out, links) -> list[str]:
       mine = [r for r in grid if r['encoding'] == e]
       for method in mine[0]['test_accuracy_16x16']:
         body.append([f'`{e}`' + ('' if method == 'none' else f', {method}'),
-                     _cell(r['test_accuracy'] for r in mine),
-                     _cell(r['test_accuracy_16x16'][method] for r in mine)])
-    lines += _table(['encoding', '8 x 8', '16 x 16'], body)
+                     markdown.cell(r['test_accuracy'] for r in mine),
+                     markdown.cell(r['test_accuracy_16x16'][method] for r in mine)])
+    lines += markdown.table(['encoding', '8 x 8', '16 x 16'], body)
   return lines
 
 
@@ -276,20 +248,20 @@ def _tables(tasks, grid, out, links) -> list[str]:
     for prefix in ('', 'signal_'):
       if prefix + 'table' not in mine[0]:
         continue
-      get = lambda part, key: _cell(r[prefix + part][key] for r in mine)
+      get = lambda part, key: markdown.cell(r[prefix + part][key] for r in mine)
       body.append([task + (', signal order' if prefix else ''),
                    _point(mine[0]['point'], grid),
-                   _cell(r['moved'] for r in mine),
+                   markdown.cell(r['moved'] for r in mine),
                    get('table', 'neighbour_cosine'),
                    get('table', 'far_cosine'),
                    get('change', 'neighbour_cosine'),
                    get('change', 'far_cosine'),
-                   _cell(r[prefix + 'change']['explained_variance_3'][0]
+                   markdown.cell(r[prefix + 'change']['explained_variance_3'][0]
                          for r in mine)])
-  lines += _table(['task', 'lr, init', 'moved', 'neighbour cos (x100)',
+  lines += markdown.table(['task', 'lr, init', 'moved', 'neighbour cos (x100)',
                    'far cos (x100)', 'change: neighbour', 'change: far',
                    'change: PC1'], body)
-  return lines + _figure(out, links, 'tables', 'cosine similarity of '
+  return lines + markdown.figure(out, links, 'tables', 'cosine similarity of '
                          'learned position vectors and their change')
 
 
@@ -360,6 +332,7 @@ def render(records: dict[str, list[dict]], meta: dict, out: pathlib.Path,
             'its own): einsum against blocked attention from 64 tokens up; '
             'its records, table and figure are `experiments/results/'
             'attention_paths.*`, read in docs/performance.md.', '']
+  lines += report_ruoss.section(current.get('ruoss', []), out, links)
   return '\n'.join(lines + [END]) + '\n'
 
 

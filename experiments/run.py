@@ -31,7 +31,7 @@ from experiments import studies
 from experiments import tuning
 
 REPO = records_lib.REPO
-STUDIES = ('depth', 'lengths', 'tasks')  # In the order they run.
+STUDIES = ('depth', 'lengths', 'tasks', 'ruoss')  # In the order they run.
 
 
 def module(study: str):

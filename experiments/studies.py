@@ -80,6 +80,20 @@ class Scale:
   length_train: int = 16384
   length_epochs: int = 10
   length_evals: tuple[int, ...] = (8, 12, 16, 24, 32, 48, 64)
+  # Ruoss et al.'s table (experiments/study_ruoss.py).
+  ruoss_tasks: tuple[str, ...] = (
+      'even_pairs', 'modular_arithmetic', 'parity_check', 'cycle_navigation',
+      'modular_arithmetic_brackets', 'solve_equation', 'missing_duplicate')
+  ruoss_variants: tuple[str, ...] = (
+      'none', 'sin/cos', 'relative', 'rope', 'alibi', 'learned',
+      'sin/cos (randomized)', 'relative (randomized)', 'rope (randomized)',
+      'alibi (randomized)', 'learned (randomized)')
+  ruoss_seeds: tuple[int, ...] = (0, 1, 2)
+  ruoss_layers: int = 2
+  ruoss_steps: int = 2000  # Of configs/chomsky.py's 32 sequences.
+  ruoss_test_len: int = 500
+  ruoss_test_every: int = 20
+  ruoss_test_sequences: int = 128
 
 
 FULL = Scale()
@@ -90,7 +104,10 @@ QUICK = Scale(seeds=(0, 1), tune_seeds=(100,), learning_rates=(2e-3,),
               depth_layers=2, depth_learned_stds=(1.0,),
               depth_encodings=('none',), probe_sequences=64,
               probe_steps=50, length=8, length_train=256, length_epochs=1,
-              length_evals=(8, 16))
+              length_evals=(8, 16), ruoss_tasks=('even_pairs',),
+              ruoss_variants=('learned', 'learned (randomized)'),
+              ruoss_seeds=(0, 1), ruoss_steps=10, ruoss_test_len=60,
+              ruoss_test_every=10, ruoss_test_sequences=16)
 
 
 class Progress:

@@ -15,6 +15,7 @@ from experiments import run
 from experiments import studies
 from experiments import study_depth
 from experiments import study_lengths
+from experiments import study_ruoss
 from posenc import checkpoints
 from posenc import config as default
 from posenc import data
@@ -74,16 +75,23 @@ def test_quick_mode_records_resumes_checks_and_reports(tmp_path, capsys):
   assert {r['variant'] for r in lengths} == set(
       study_lengths.variants(scale))
 
-  for name in ('tasks', 'depth', 'lengths', 'tables'):
+  ruoss = _records(out, 'ruoss')
+  assert {(r['task'], r['variant'], r['seed']) for r in ruoss} == {
+      (t, v, s) for t in scale.ruoss_tasks for v in scale.ruoss_variants
+      for s in scale.ruoss_seeds}
+  assert {r['length'] for r in ruoss} == {
+      'train', *study_ruoss.test_lengths(scale)}
+
+  for name in ('tasks', 'depth', 'lengths', 'tables', 'ruoss'):
     assert (out / 'figures' / f'{name}.png').read_bytes()[:4] == b'\x89PNG'
   text = doc.read_text()
   assert text.startswith('# t\n\nbefore\n\n') and text.endswith('\n\nafter\n')
   assert '\nold\n' not in text
-  for k in (1, 2, 3, 4):
+  for k in (1, 2, 3, 4, 6):
     assert f'### {k}. ' in text
   for page in (doc, out / 'results.md'):  # Links resolve from each page.
     links = _image_links(page.read_text())
-    assert len(links) == 5
+    assert len(links) == 6
     assert all((page.parent / link).is_file() for link in links), links
 
   # A second run finds every unit recorded and trains nothing.

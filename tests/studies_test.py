@@ -11,9 +11,11 @@ from experiments import analysis
 from experiments import fit
 from experiments import probes
 from experiments import records
+from experiments import report_ruoss
 from experiments import stats
 from experiments import studies
 from experiments import study_lengths
+from experiments import study_ruoss
 from experiments import tuning
 
 
@@ -234,3 +236,45 @@ def test_rope_scaling_evaluations_change_only_longer_inputs():
     np.testing.assert_allclose(logits[8][name], logits[8][''], atol=1e-6)
   for name in (' (linear)', ' (ntk)', ' (yarn)'):
     assert np.abs(logits[16][name] - logits[16]['']).max() > 1e-3
+
+
+def test_ruoss_scores_average_test_lengths_and_gains_pair_seeds():
+  records = []
+  for seed, (plain, rand) in enumerate([(0.5, 0.7), (0.6, 0.7), (0.4, 0.7)]):
+    for task in ('a', 'b'):
+      for length, shift in ((41, -0.1), (61, 0.1)):
+        records += [
+            {'task': task, 'variant': 'rope', 'seed': seed, 'length': length,
+             'accuracy': plain + shift},
+            {'task': task, 'variant': 'rope (randomized)', 'seed': seed,
+             'length': length, 'accuracy': rand + shift}]
+      records.append({'task': task, 'variant': 'rope', 'seed': seed,
+                      'length': 'train', 'accuracy': 1.0})
+  test = report_ruoss.scores(records)
+  assert test[('a', 'rope')] == pytest.approx({0: 0.5, 1: 0.6, 2: 0.4})
+  assert report_ruoss.scores(records, 'train')[('b', 'rope')] == {
+      0: 1.0, 1: 1.0, 2: 1.0}
+  gain = report_ruoss.gains(test, ['a', 'b'], ['rope'])
+  assert gain['rope'] == pytest.approx({0: 0.2, 1: 0.1, 2: 0.3})
+  assert gain['all'] == pytest.approx(gain['rope'])
+  # A task without both versions leaves the encoding out.
+  assert report_ruoss.gains(test, ['a', 'b', 'c'], ['rope']) == {}
+
+
+def test_ruoss_test_sequences_are_shared_and_exactly_one_length():
+  a = study_ruoss.test_batch('cycle_navigation', 61, 32)
+  b = study_ruoss.test_batch('cycle_navigation', 61, 32)
+  assert 'mask' not in a and a['inputs'].shape == (32, 62)
+  np.testing.assert_array_equal(a['inputs'], b['inputs'])
+  assert not np.array_equal(
+      study_ruoss.test_batch('cycle_navigation', 81, 32)['inputs'][:, :62],
+      a['inputs'])
+  assert study_ruoss.test_lengths(studies.FULL) == tuple(
+      range(41, 500, 20)) + (500,)
+  # The plain learned table has a row for every test position; the
+  # randomized one draws from 2,048.
+  plain = study_ruoss.train_config(studies.FULL, 'even_pairs', 'learned')
+  rand = study_ruoss.train_config(studies.FULL, 'even_pairs',
+                                  'learned (randomized)')
+  assert (plain.model.max_len, plain.model.posemb_randomized) == (501, False)
+  assert (rand.model.max_len, rand.model.posemb_randomized) == (2048, True)
