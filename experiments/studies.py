@@ -87,10 +87,11 @@ class Scale:
   ruoss_variants: tuple[str, ...] = (
       'none', 'sin/cos', 'relative', 'rope', 'alibi', 'learned',
       'sin/cos (randomized)', 'relative (randomized)', 'rope (randomized)',
-      'alibi (randomized)', 'learned (randomized)')
+      'alibi (randomized)', 'learned (randomized)', 'learned, std 0.02',
+      'learned, std 0.02 (randomized)')
   ruoss_seeds: tuple[int, ...] = (0, 1, 2)
   ruoss_layers: int = 2
-  ruoss_steps: int = 2000  # Of configs/chomsky.py's 32 sequences.
+  ruoss_steps: int = 4000  # Of configs/chomsky.py's 32 sequences.
   ruoss_test_len: int = 500
   ruoss_test_every: int = 20
   ruoss_test_sequences: int = 128

@@ -13,6 +13,7 @@ import pathlib
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from posenc import config as default
 from posenc import data
@@ -20,6 +21,15 @@ from posenc import validate
 from posenc.datasets import chomsky
 
 LENGTHS = (1, 2, 3, 4, 5, 6, 9, 16, 41, 64)
+# Their token ids and sizes, written out here rather than read from the
+# module under test.
+BRACKETS = {'+': 5, '-': 6, '*': 7, '(': 8, ')': 9}
+EQUATION = {'+': 5, '-': 6, '(': 7, ')': 8, 'x': 9, '=': 10}
+SIZES = {  # (input vocabulary, classes)
+    'even_pairs': (2, 2), 'modular_arithmetic': (9, 5),
+    'parity_check': (2, 2), 'cycle_navigation': (3, 5),
+    'modular_arithmetic_brackets': (11, 5), 'solve_equation': (11, 5),
+    'missing_duplicate': (4, 2)}
 
 
 def _text(tokens, alphabet):
@@ -50,13 +60,13 @@ def _arithmetic(x):
 
 
 def _brackets(x):
-  text = _text(x, chomsky.BRACKETS_ALPHABET)
+  text = _text(x, BRACKETS)
   assert 'x' not in text
   return eval(text) % 5  # pylint: disable=eval-used
 
 
 def _equation(x):
-  text = _text(x, chomsky.EQUATION_ALPHABET)
+  text = _text(x, EQUATION)
   if len(x) < 3:  # Their degenerate case: all zeros, label 0.
     assert not x.any()
     return 0
@@ -103,8 +113,10 @@ def test_labels_match_the_independent_labeller(name):
     x, y = task.sample(rng, 60, length)
     assert x.dtype == y.dtype == np.int32
     assert x.shape == (60, task.tokens(length))
-    assert x.min() >= 0 and x.max() < task.input_size
-    assert y.min() >= 0 and y.max() < task.num_classes
+    vocab, classes = SIZES[name]
+    assert (task.input_size, task.num_classes) == (vocab, classes)
+    assert x.min() >= 0 and x.max() < vocab
+    assert y.min() >= 0 and y.max() < classes
     for tokens, label in zip(x, y):
       assert label == LABELLERS[name](tokens), (name, tokens)
 
@@ -127,6 +139,34 @@ def test_labels_are_not_one_class(name):
   _, y = task.sample(np.random.default_rng(1), 2000, 24)
   counts = np.bincount(y, minlength=task.num_classes)
   assert (counts > 0).all() and counts.max() < 0.6 * len(y), counts
+
+
+def _uniform(values, support):
+  counts = [int((np.asarray(values) == v).sum()) for v in support]
+  assert sum(counts) == np.size(values)
+  return scipy_stats.chisquare(counts).pvalue
+
+
+def test_inputs_are_drawn_as_their_code_draws_them():
+  # Chi-square against the uniform draws their code makes (fixed seed:
+  # deterministic; a wrong distribution gives p far below 1e-3).
+  rng = np.random.default_rng(5)
+  x, _ = chomsky.get('modular_arithmetic').sample(rng, 4000, 9)
+  assert _uniform(x[:, ::2], range(5)) > 1e-3
+  assert _uniform(x[:, 1::2], (5, 6, 7)) > 1e-3  # Never the blank, 8.
+  x, _ = chomsky.get('cycle_navigation').sample(rng, 4000, 9)
+  assert _uniform(x, range(3)) > 1e-3
+  for name in ('even_pairs', 'parity_check'):
+    x, _ = chomsky.get(name).sample(rng, 4000, 9)
+    assert _uniform(x, range(2)) > 1e-3
+  # Missing duplicate: the masked bit is anywhere in either copy.
+  x, _ = chomsky.get('missing_duplicate').sample(rng, 6000, 9)
+  assert _uniform(np.argmax(x == 2, axis=1), range(8)) > 1e-3
+  assert (x[:, -1] == 3).all()
+  # Solve equation: the digits of the expression are uniform.
+  x, _ = chomsky.get('solve_equation').sample(rng, 3000, 12)
+  digits = x[:, :-2][x[:, :-2] < 5]
+  assert _uniform(digits, range(5)) > 1e-3
 
 
 def test_expressions_split_and_choose_operators_uniformly():
@@ -176,7 +216,8 @@ def test_splits_put_the_output_token_after_each_sequence():
   validate.check_config(config, 1)
   ds = data.load(config.data, seed=3)
   task = chomsky.get('solve_equation')
-  assert ds.vocab_size == task.input_size + 1 and ds.num_classes == 5
+  assert ds.vocab_size == 12 and ds.num_classes == 5
+  assert task.output_token == 11
   assert (ds.seq_len, ds.test['inputs'].shape[1]) == (13, 31)
   assert data.lengths(config) == (13, 31)
   for split, low, high in ((ds.train, 1, 12), (ds.eval, 1, 12),

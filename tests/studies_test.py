@@ -17,6 +17,7 @@ from experiments import studies
 from experiments import study_lengths
 from experiments import study_ruoss
 from experiments import tuning
+from posenc import validate
 
 
 def _unit(calls, label='a', spec=None):
@@ -257,6 +258,9 @@ def test_ruoss_scores_average_test_lengths_and_gains_pair_seeds():
   gain = report_ruoss.gains(test, ['a', 'b'], ['rope'])
   assert gain['rope'] == pytest.approx({0: 0.2, 1: 0.1, 2: 0.3})
   assert gain['all'] == pytest.approx(gain['rope'])
+  # 'all' averages the paper's encodings only.
+  renamed = {(t, v.replace('rope', 'mine')): s for (t, v), s in test.items()}
+  assert set(report_ruoss.gains(renamed, ['a', 'b'], ['mine'])) == {'mine'}
   # A task without both versions leaves the encoding out.
   assert report_ruoss.gains(test, ['a', 'b', 'c'], ['rope']) == {}
 
@@ -278,3 +282,13 @@ def test_ruoss_test_sequences_are_shared_and_exactly_one_length():
                                   'learned (randomized)')
   assert (plain.model.max_len, plain.model.posemb_randomized) == (501, False)
   assert (rand.model.max_len, rand.model.posemb_randomized) == (2048, True)
+
+
+def test_every_ruoss_config_is_valid_and_only_the_encoding_differs():
+  base = study_ruoss.train_config(studies.FULL, 'parity_check', 'none')
+  for variant in studies.FULL.ruoss_variants:
+    config = study_ruoss.train_config(studies.FULL, 'parity_check', variant)
+    validate.check_config(config, 1)
+    assert config.train.to_dict() == base.train.to_dict()
+    assert config.data.to_dict() == base.data.to_dict()
+    assert config.model.posemb_randomized == variant.endswith('(randomized)')
