@@ -36,6 +36,9 @@ def get_config(task: str | None = None) -> ml_collections.ConfigDict:
   config.data.eval_seq_len = 500  # Test lengths N+1..500.
   config.data.num_train = 128_000  # 4,000 steps of 32.
   config.data.num_eval = 512
+  # One int token per step: the memory estimate made before loading
+  # (posenc.memory) bounds the data by n_features floats per step.
+  config.data.n_features = 1
   config.model.posemb = 'sinusoidal'
   config.model.posemb_randomized = True
   config.model.max_len = 2048
